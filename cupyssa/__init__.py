@@ -1,0 +1,14 @@
+"""cupyssa: exact batched stochastic simulation of chemical reaction networks, gradients
+through exact trajectories, and chemical master equation solvers."""
+
+from ._version import __version__
+from .errors import (CupyssaError, InitialStateError, MaxStepsExceeded, NetworkError,
+                     ParameterError, ParseError, SimulationError)
+from .network import ReactionNetwork, Reaction
+from .ratelaws import Hill, HillRepression, MassAction, MichaelisMenten, Neural, RateLaw
+
+__all__ = [
+    "__version__", "ReactionNetwork", "Reaction", "RateLaw", "MassAction", "Hill",
+    "HillRepression", "MichaelisMenten", "Neural", "CupyssaError", "NetworkError", "ParseError",
+    "ParameterError", "InitialStateError", "SimulationError", "MaxStepsExceeded",
+]

@@ -1,0 +1,1 @@
+"""Chemical master equation solvers."""

@@ -1,0 +1,19 @@
+"""Integer codes shared by the rate-law tables, the kernels and the Python API."""
+
+# Rate-law kinds (column ``law_kind`` of the network tables).
+MASS_ACTION = 0  #: k * prod_i C(x_i, nu_i)
+HILL = 1  #: vmax * P^n / (K^n + P^n)
+HILL_REPRESSION = 2  #: vmax * K^n / (K^n + P^n)
+MICHAELIS_MENTEN = 3  #: vmax * S / (Km + S)
+NEURAL = 4  #: k * f(b + sum_i w_i x_i)
+
+# Nonlinearities of the neural law.
+SIGMOID = 0
+SOFTPLUS = 1
+EXP = 2
+
+# Per-trajectory status written by the kernels.
+OK = 0
+MAX_STEPS = 1  #: more than max_steps events were needed
+BAD_PROPENSITY = 2  #: a propensity was negative, NaN or infinite
+NEGATIVE_POPULATION = 3  #: firing a reaction would drive a population below zero

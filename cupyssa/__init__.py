@@ -5,10 +5,13 @@ from ._version import __version__
 from .errors import (CupyssaError, InitialStateError, MaxStepsExceeded, NetworkError,
                      ParameterError, ParseError, SimulationError)
 from .network import ReactionNetwork, Reaction
+from .result import SimulationResult
+from .simulate import simulate
+from . import models
 from .ratelaws import Hill, HillRepression, MassAction, MichaelisMenten, Neural, RateLaw
 
 __all__ = [
-    "__version__", "ReactionNetwork", "Reaction", "RateLaw", "MassAction", "Hill",
+    "__version__", "simulate", "SimulationResult", "models", "ReactionNetwork", "Reaction", "RateLaw", "MassAction", "Hill",
     "HillRepression", "MichaelisMenten", "Neural", "CupyssaError", "NetworkError", "ParseError",
     "ParameterError", "InitialStateError", "SimulationError", "MaxStepsExceeded",
 ]

@@ -17,3 +17,4 @@ OK = 0
 MAX_STEPS = 1  #: more than max_steps events were needed
 BAD_PROPENSITY = 2  #: a propensity was negative, NaN or infinite
 NEGATIVE_POPULATION = 3  #: firing a reaction would drive a population below zero
+POPULATION_OVERFLOW = 4  #: a population exceeded the output integer type

@@ -1,0 +1,36 @@
+"""Compile the shared kernel source for one target.
+
+Kernel functions are plain Python that call each other through module globals. To compile a
+family of them for a target (``numba.njit`` or ``numba.cuda.jit(device=True)``), each function is
+rebuilt with the same code object but with globals in which its callees are the already-compiled
+versions, then decorated. The NumPy backend calls the plain functions directly.
+"""
+
+import types
+
+
+def retarget(functions, decorate):
+    """Compile ``functions`` (callees before callers) with ``decorate``.
+
+    Parameters
+    ----------
+    functions : sequence of plain Python functions
+        In dependency order; a function may call any earlier one by its ``__name__``.
+    decorate : callable
+        Maps a Python function to its compiled version (e.g. ``numba.njit(cache=True)``).
+
+    Returns
+    -------
+    types.SimpleNamespace
+        The compiled functions by name.
+    """
+    compiled = {}
+    for f in functions:
+        g = dict(f.__globals__)
+        g.update(compiled)
+        clone = types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)
+        clone.__module__ = f.__module__
+        clone.__qualname__ = f.__qualname__
+        clone.__doc__ = f.__doc__
+        compiled[f.__name__] = decorate(clone)
+    return types.SimpleNamespace(**compiled)

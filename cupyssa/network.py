@@ -439,6 +439,12 @@ class ReactionNetwork:
                 out[..., j, s] += d
         return out
 
+    def kernel_functions(self) -> dict:
+        """Code-generated functions the compiled kernels need for this network, by kernel global
+        name (e.g. ``{"expression_propensity": <numba.njit function>}``); empty for networks made
+        of the built-in laws, which share one cached compiled family."""
+        return {}
+
     # -- kernel tables --------------------------------------------------------------------
     @cached_property
     def tables(self) -> NetworkTables:

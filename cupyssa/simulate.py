@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
-from .backends import get_backend
+from .backends import Segment, get_backend
 from .errors import MaxStepsExceeded, ParameterError, SimulationError
 from .kernels import codes
 from .models import Model
@@ -59,13 +59,14 @@ def _resolve_count(n_trajectories, *arrays) -> int:
     return n
 
 
-def _raise_failure(network, status, t_final, fail_reaction, n_events, first, max_steps):
-    bad = np.flatnonzero(status != codes.OK)
+def raise_failure(network, status, seg, max_steps, fail_reaction=None, allowed=(codes.OK,)):
+    """Raise the :class:`SimulationError` of the first trajectory whose status is not allowed."""
+    bad = np.flatnonzero(~np.isin(status, allowed))
     if not bad.size:
         return
     i = bad[0]
-    traj, t, code = first + int(i), float(t_final[i]), int(status[i])
-    r = int(fail_reaction[i])
+    traj, t, code = seg.first + int(i), float(seg.t[i]), int(status[i])
+    r = int(fail_reaction[i]) if fail_reaction is not None else -1
     rname = network.reaction_names[r] if r >= 0 else None
     also = f" ({bad.size - 1} other trajectories in this chunk also failed)" if bad.size > 1 else ""
     if code == codes.MAX_STEPS:
@@ -160,18 +161,17 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
     states = np.empty((n, T, S), dtype=dtype)
     n_events = np.empty(n, dtype=np.int64)
     chunk = chunk_size or max(1, min(n, _CHUNK_CELLS // max(1, T * S)))
+    if progress and chunk_size is None:
+        chunk = min(chunk, max(256, -(-n // 50)))  # about 50 updates of the bar
     bar = tqdm(total=n, unit="traj", disable=not progress, desc=f"simulate [{backend}]")
     with bar:
         for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            rows = slice(start, stop)
-            xs = x0_arr[rows] if x0_arr.shape[0] > 1 else x0_arr
-            ths = theta[rows] if theta.shape[0] > 1 else theta
-            first = first_trajectory + start
-            status, k, t_final, fail_reaction = impl.simulate_chunk(
-                network, xs, ths, first, float(t0), t_eval, int(seed), max_steps, states[rows])
-            _raise_failure(network, status, t_final, fail_reaction, k, first, max_steps)
-            n_events[rows] = k
-            bar.update(stop - start)
+            rows = slice(start, min(n, start + chunk))
+            seg = Segment.start(first_trajectory + start, x0_arr[rows] if x0_arr.shape[0] > 1 else x0_arr,
+                                theta[rows] if theta.shape[0] > 1 else theta, t0, states[rows])
+            status, fail_reaction = impl.simulate_segment(network, seg, np.inf, t_eval, int(seed), max_steps)
+            raise_failure(network, status, seg, max_steps, fail_reaction)
+            n_events[rows] = seg.k
+            bar.update(rows.stop - rows.start)
     return SimulationResult(t_eval, states, network.species, n_events, int(seed), backend,
                             first_trajectory)

@@ -6,6 +6,7 @@ HILL = 1  #: vmax * P^n / (K^n + P^n)
 HILL_REPRESSION = 2  #: vmax * K^n / (K^n + P^n)
 MICHAELIS_MENTEN = 3  #: vmax * S / (Km + S)
 NEURAL = 4  #: k * f(b + sum_i w_i x_i)
+EXPRESSION = 5  #: code-generated ``expression_propensity(j, x, theta)`` (e.g. SBML kinetic laws)
 
 # Nonlinearities of the neural law.
 SIGMOID = 0
@@ -13,8 +14,10 @@ SOFTPLUS = 1
 EXP = 2
 
 # Per-trajectory status written by the kernels.
-OK = 0
+OK = 0  #: reached the end of t_eval
 MAX_STEPS = 1  #: more than max_steps events were needed
 BAD_PROPENSITY = 2  #: a propensity was negative, NaN or infinite
 NEGATIVE_POPULATION = 3  #: firing a reaction would drive a population below zero
 POPULATION_OVERFLOW = 4  #: a population exceeded the output integer type
+STOPPED = 5  #: reached t_stop (a scheduled interruption, e.g. a time-triggered event)
+TRIGGERED = 6  #: event_trigger(x, t, theta) became true after an event

@@ -10,36 +10,53 @@ import numpy as np
 from . import philox, propensity, trajectory
 from .targets import retarget
 
-_device = retarget(
-    [philox.philox4x32, philox.words_to_uniform, philox.uniform_pair, propensity.propensity,
-     trajectory.select_reaction, trajectory.simulate_trajectory],
-    numba.njit(cache=True, nogil=True),
-)
-simulate_trajectory = _device.simulate_trajectory
-propensity_cpu = _device.propensity
+#: the shared device-level source, callees first
+DEVICE_FUNCTIONS = [
+    philox.philox4x32, philox.words_to_uniform, philox.uniform_pair,
+    propensity.expression_propensity, propensity.propensity, trajectory.event_trigger,
+    trajectory.select_reaction, trajectory.all_propensities, trajectory.simulate_trajectory,
+]
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def simulate_batch(x0, theta, first, t0, t_eval, seed_lo, seed_hi, max_steps, count_limit, tab,
-                   states, status, n_events, t_final, fail_reaction):
-    """Simulate ``states.shape[0]`` trajectories with global indices ``first, first+1, ...``.
+def simulate_batch(x, theta, first, t, k, obs, t_stop, t_eval, seed_lo, seed_hi, max_steps,
+                   count_limit, tab, states, tape, t_checkpoints, checkpoint_every, status,
+                   fail_reaction):
+    """Advance ``N = x.shape[0]`` trajectories (global indices ``first + n``) by one segment.
 
-    ``x0`` is ``[1 or N, S]`` int64 and ``theta`` ``[1 or N, P]`` (one row broadcast to all, or one
-    per trajectory). Writes ``states [N, T, S]``, ``status``, ``n_events``, ``t_final`` and
-    ``fail_reaction`` ``[N]``.
+    In/out ``[N]``-arrays: ``x [N, S]`` states, ``t`` times, ``k`` step counters, ``obs`` next grid
+    index; out: ``states [N, T, S]``, ``tape [N, L]``, ``t_checkpoints [N, L // C + 1]``, ``status``,
+    ``fail_reaction``. ``theta`` is ``[1 or N, P]`` (broadcast row or one row per trajectory).
     """
-    N = states.shape[0]
+    N = x.shape[0]
     M = tab.law_kind.shape[0]
     for n in numba.prange(N):
-        # one row broadcast to every trajectory, or one row each; x0 and theta stride like this
-        ix = n * (x0.shape[0] > 1)
-        it = n * (theta.shape[0] > 1)
-        x = x0[ix].copy()
         a = np.empty(M)
-        st, k, t, r = simulate_trajectory(first + n, x, theta[it], t0,
-                                          t_eval, states[n], a, seed_lo, seed_hi, max_steps,
-                                          count_limit, tab)
+        # row n of theta, or the single broadcast row
+        it = n * (theta.shape[0] > 1)
+        st, kn, tn, r, ob = simulate_trajectory(first + n, x[n], theta[it], t[n], k[n], obs[n],
+                                                t_stop, t_eval, states[n], a, seed_lo, seed_hi,
+                                                max_steps, count_limit, tape[n], t_checkpoints[n],
+                                                checkpoint_every, tab)
         status[n] = st
-        n_events[n] = k
-        t_final[n] = t
+        k[n] = kn
+        t[n] = tn
         fail_reaction[n] = r
+        obs[n] = ob
+
+
+def build(provided=None, cache=True):
+    """Compile the CPU family, with code-generated ``expression_propensity`` / ``event_trigger``
+    taken from ``provided`` (name -> ``numba.njit`` function) when a network needs them.
+
+    Returns a namespace with ``simulate_batch``, ``propensity``, ``simulate_trajectory``... A
+    family built with ``provided`` is not cached on disk (its callees differ from the defaults').
+    """
+    device = retarget(DEVICE_FUNCTIONS, numba.njit(cache=cache, nogil=True), provided)
+    batch = retarget([simulate_batch], numba.njit(parallel=True, cache=cache, nogil=True),
+                     vars(device))
+    device.simulate_batch = batch.simulate_batch
+    return device
+
+
+#: the family for networks made of the built-in laws (compiled once, cached on disk)
+default = build()

@@ -7,7 +7,13 @@ parameter row ``[P]``. The operation order matches the vectorized reference in
 
 import math
 
-from .codes import EXP, HILL, HILL_REPRESSION, MASS_ACTION, MICHAELIS_MENTEN, SIGMOID, SOFTPLUS
+from .codes import EXP, EXPRESSION, HILL, HILL_REPRESSION, MASS_ACTION, MICHAELIS_MENTEN, SIGMOID, SOFTPLUS
+
+
+def expression_propensity(j, x, theta):
+    """Propensity of a reaction with a code-generated law (``EXPRESSION``). This default has
+    none; a network with expression laws compiles its own (see ``cupyssa.kernels.cpu.build``)."""
+    return math.nan
 
 
 def propensity(j, x, theta, tab):
@@ -33,6 +39,8 @@ def propensity(j, x, theta, tab):
         if kind == HILL:
             return vmax * Pn / (Kn + Pn)
         return vmax * Kn / (Kn + Pn)
+    if kind == EXPRESSION:
+        return expression_propensity(j, x, theta)
     if kind == MICHAELIS_MENTEN:
         S = x[tab.law_species[j, 0]] * 1.0
         return theta[par[0]] * S / (theta[par[1]] + S)

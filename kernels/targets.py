@@ -9,7 +9,7 @@ versions, then decorated. The NumPy backend calls the plain functions directly.
 import types
 
 
-def retarget(functions, decorate):
+def retarget(functions, decorate, provided=None):
     """Compile ``functions`` (callees before callers) with ``decorate``.
 
     Parameters
@@ -18,13 +18,16 @@ def retarget(functions, decorate):
         In dependency order; a function may call any earlier one by its ``__name__``.
     decorate : callable
         Maps a Python function to its compiled version (e.g. ``numba.njit(cache=True)``).
+    provided : mapping name -> compiled function, optional
+        Already compiled functions the family calls (e.g. code-generated rate laws, or a
+        previously retargeted family), used in place of the module globals of those names.
 
     Returns
     -------
     types.SimpleNamespace
         The compiled functions by name.
     """
-    compiled = {}
+    compiled = dict(provided or {})
     for f in functions:
         g = dict(f.__globals__)
         g.update(compiled)

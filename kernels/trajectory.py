@@ -8,15 +8,28 @@ DESIGN.md, whose Gumbels the backward pass reconstructs conditionally on ``r``).
 propensities that depend on the species changed by ``r`` are recomputed (dependency graph).
 Observation is right-continuous: the state reported at ``t_eval[m]`` is the state after every event
 with time ``<= t_eval[m]``.
+
+A trajectory can run in segments (``k_start``, ``obs_start``, ``t_stop``): at ``t_stop`` the
+pending waiting time is discarded — exact by memorylessness — and step ``k`` is consumed without
+an event, so the resumed segment draws fresh numbers. This serves events (SBML) that change the
+state or parameters at a given time, and ``event_trigger`` stops a trajectory right after an event
+that makes a condition on the state true.
 """
 
 import math
 
-from .codes import BAD_PROPENSITY, MAX_STEPS, NEGATIVE_POPULATION, OK, POPULATION_OVERFLOW
+from .codes import (BAD_PROPENSITY, MAX_STEPS, NEGATIVE_POPULATION, OK, POPULATION_OVERFLOW,
+                    STOPPED, TRIGGERED)
 from .philox import STREAM_FORWARD, uniform_pair
 from .propensity import propensity
 
 _INF = math.inf
+
+
+def event_trigger(x, t, theta):
+    """Whether a state-triggered event fires after an event (default: never; code-generated
+    networks supply their own)."""
+    return False
 
 
 def select_reaction(a, target):
@@ -33,55 +46,98 @@ def select_reaction(a, target):
     return last
 
 
-def simulate_trajectory(trajectory, x, theta, t0, t_eval, out, a, seed_lo, seed_hi, max_steps,
-                        count_limit, tab):
-    """Simulate one trajectory; ``x`` (int64 ``[S]``) is advanced in place and ``out[m, :]`` receives
-    the state at ``t_eval[m]``. ``a`` is scratch ``[M]``.
-
-    Returns ``(status, n_events, t, reaction)``: a ``codes`` status, the number of events that
-    happened up to ``t_eval[-1]``, the time reached (the failure time when ``status != OK``) and the
-    reaction involved in a failure (-1 if none).
-    """
-    M = a.shape[0]
-    for j in range(M):
+def all_propensities(x, theta, a, tab):
+    """Fill ``a`` with every propensity; returns the first bad reaction (negative, NaN or
+    infinite propensity) or -1."""
+    for j in range(a.shape[0]):
         aj = propensity(j, x, theta, tab)
         if not (aj >= 0.0 and aj < _INF):
-            return BAD_PROPENSITY, 0, t0, j
+            return j
         a[j] = aj
+    return -1
+
+
+def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_stop, t_eval, out,
+                        a, seed_lo, seed_hi, max_steps, count_limit, tape, t_checkpoints,
+                        checkpoint_every, tab):
+    """Simulate one trajectory (or one segment of it).
+
+    Parameters
+    ----------
+    trajectory : int
+        Global trajectory index (the RNG key).
+    x : int64 array [S]
+        State at ``t_start``; advanced in place.
+    theta : float64 array [P]
+    t_start, k_start, obs_start :
+        Time, step counter and next unfilled index of ``t_eval`` at the start of the segment.
+    t_stop : float
+        End of the segment (``inf`` for none).
+    t_eval : float64 array [T]; out : integer array [T, S]
+        Observation grid and the states observed on it.
+    a : float64 array [M]
+        Scratch for the propensities.
+    max_steps, count_limit : int
+        Step budget; largest population the output type holds.
+    tape : unsigned array [L]
+        ``tape[k] = r_k`` for ``k < L`` (pass length 0 to record nothing).
+    t_checkpoints : float64 array [L // checkpoint_every + 1]
+        ``t_checkpoints[k // C] = t_k`` whenever ``k % C == 0`` (length 0: none).
+
+    Returns
+    -------
+    (status, k, t, reaction, obs)
+        ``codes`` status, steps taken so far (events up to the end of the grid when ``OK``), time
+        reached (the failure time otherwise), reaction involved (-1 if none), next ``t_eval`` index.
+    """
+    bad = all_propensities(x, theta, a, tab)
+    if bad >= 0:
+        return BAD_PROPENSITY, k_start, t_start, bad, obs_start
     n_obs = t_eval.shape[0]
-    t = t0
-    obs = 0
-    k = 0
+    n_tape = tape.shape[0]
+    n_check = t_checkpoints.shape[0]
+    t = t_start
+    obs = obs_start
+    k = k_start
     while True:
+        if n_check > 0 and k % checkpoint_every == 0 and k // checkpoint_every < n_check:
+            t_checkpoints[k // checkpoint_every] = t
         a0 = 0.0
-        for j in range(M):
+        for j in range(a.shape[0]):
             a0 += a[j]
         u_sel = 0.0
         t_next = _INF
         if a0 > 0.0:
             u_tau, u_sel = uniform_pair(seed_lo, seed_hi, trajectory, k, STREAM_FORWARD)
             t_next = t - math.log(u_tau) / a0
-        while obs < n_obs and t_eval[obs] < t_next:
+        t_obs = min(t_next, t_stop)
+        while obs < n_obs and t_eval[obs] < t_obs:
             for s in range(x.shape[0]):
                 if x[s] > count_limit:
-                    return POPULATION_OVERFLOW, k, t, -1
+                    return POPULATION_OVERFLOW, k, t, -1, obs
                 out[obs, s] = x[s]
             obs += 1
         if obs == n_obs:
-            return OK, k, t, -1
+            return OK, k, t, -1, obs
+        if t_stop < t_next:
+            return STOPPED, k + 1, t_stop, -1, obs
         if k >= max_steps:
-            return MAX_STEPS, k, t, -1
+            return MAX_STEPS, k, t, -1, obs
         r = select_reaction(a, u_sel * a0)
+        if k < n_tape:
+            tape[k] = r
         for e in range(tab.net_ptr[r], tab.net_ptr[r + 1]):
             s = tab.net_species[e]
             x[s] += tab.net_delta[e]
             if x[s] < 0:
-                return NEGATIVE_POPULATION, k, t_next, r
+                return NEGATIVE_POPULATION, k, t_next, r, obs
         t = t_next
         k += 1
         for e in range(tab.dep_ptr[r], tab.dep_ptr[r + 1]):
             j = tab.dep_reaction[e]
             aj = propensity(j, x, theta, tab)
             if not (aj >= 0.0 and aj < _INF):
-                return BAD_PROPENSITY, k, t, j
+                return BAD_PROPENSITY, k, t, j, obs
             a[j] = aj
+        if event_trigger(x, t, theta):
+            return TRIGGERED, k, t, r, obs

@@ -1,14 +1,17 @@
 """Backends: one dispatch point each between the API and the kernels.
 
-A backend module provides ``simulate_chunk(network, x0, theta, first, t0, t_eval, seed,
-max_steps, states)`` which fills ``states [N, T, S]`` for the trajectories with global indices
-``first .. first+N-1`` and returns ``(status, n_events, t_final, fail_reaction)`` arrays ``[N]``
+A backend module provides ``simulate_segment(network, seg, t_stop, t_eval, seed, max_steps)``
+advancing a :class:`Segment` (a chunk of trajectories, its state arrays updated in place) until the
+end of ``t_eval`` or ``t_stop``, and returning ``status`` and ``fail_reaction`` arrays ``[N]``
 (status codes of :mod:`cupyssa.kernels.codes`).
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
+
+import numpy as np
 
 _MODULES = {"cpu": "cupyssa.backends.cpu", "numpy": "cupyssa.backends.numpy_backend"}
 
@@ -22,3 +25,43 @@ def get_backend(name: str):
 
 def available_backends() -> tuple:
     return tuple(_MODULES)
+
+
+@dataclass
+class Segment:
+    """Per-trajectory state of a chunk of ``N`` trajectories between kernel calls.
+
+    Attributes
+    ----------
+    first : int
+        Global index of the chunk's first trajectory.
+    x : int64 [N, S]; theta : float64 [1 or N, P]
+    t : float64 [N]; k : int64 [N]; obs : int64 [N]
+        Current time, step counter and next unfilled ``t_eval`` index.
+    states : integer [N, T, S]
+        Observations (filled as the trajectories pass the grid times).
+    tape : unsigned [N, L]; t_checkpoints : float64 [N, L // C + 1]; checkpoint_every : int
+        Event record for the backward pass (``L = 0``: none).
+    """
+
+    first: int
+    x: np.ndarray
+    theta: np.ndarray
+    t: np.ndarray
+    k: np.ndarray
+    obs: np.ndarray
+    states: np.ndarray
+    tape: np.ndarray
+    t_checkpoints: np.ndarray
+    checkpoint_every: int = 1
+
+    @classmethod
+    def start(cls, first, x0, theta, t0, states, tape_length=0, tape_dtype=np.uint8,
+              checkpoint_every=1):
+        N = states.shape[0]
+        x = np.array(np.broadcast_to(x0, (N, x0.shape[-1])), dtype=np.int64)
+        n_check = tape_length // checkpoint_every + 1 if tape_length else 0
+        return cls(first, x, np.ascontiguousarray(theta, dtype=float), np.full(N, float(t0)),
+                   np.zeros(N, dtype=np.int64), np.zeros(N, dtype=np.int64), states,
+                   np.zeros((N, tape_length), dtype=tape_dtype), np.zeros((N, n_check)),
+                   int(checkpoint_every))

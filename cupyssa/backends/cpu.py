@@ -2,19 +2,31 @@
 
 import numpy as np
 
-from ..kernels.cpu import simulate_batch
+from ..kernels import cpu
 from ..kernels.philox import split_seed
 
 
-def simulate_chunk(network, x0, theta, first, t0, t_eval, seed, max_steps, states):
-    N = states.shape[0]
+def kernels_for(network):
+    """The compiled CPU family for ``network``: the shared cached one, or (memoized on the
+    network) one built around the network's code-generated kernel functions."""
+    provided = network.kernel_functions()
+    if not provided:
+        return cpu.default
+    family = network.__dict__.get("_cpu_family")
+    if family is None or family[0] is not provided:
+        family = (provided, cpu.build(provided, cache=False))
+        network.__dict__["_cpu_family"] = family
+    return family[1]
+
+
+def simulate_segment(network, seg, t_stop, t_eval, seed, max_steps):
+    N = seg.x.shape[0]
     status = np.zeros(N, dtype=np.int8)
-    n_events = np.zeros(N, dtype=np.int64)
-    t_final = np.zeros(N)
     fail_reaction = np.zeros(N, dtype=np.int64)
     lo, hi = split_seed(seed)
-    count_limit = np.iinfo(states.dtype).max
-    simulate_batch(np.ascontiguousarray(x0, dtype=np.int64), np.ascontiguousarray(theta, dtype=float),
-                   first, float(t0), np.ascontiguousarray(t_eval, dtype=float), lo, hi, int(max_steps),
-                   count_limit, network.tables, states, status, n_events, t_final, fail_reaction)
-    return status, n_events, t_final, fail_reaction
+    kernels_for(network).simulate_batch(
+        seg.x, seg.theta, seg.first, seg.t, seg.k, seg.obs, float(t_stop),
+        np.ascontiguousarray(t_eval, dtype=float), lo, hi, int(max_steps),
+        np.iinfo(seg.states.dtype).max, network.tables, seg.states, seg.tape, seg.t_checkpoints,
+        seg.checkpoint_every, status, fail_reaction)
+    return status, fail_reaction

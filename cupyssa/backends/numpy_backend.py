@@ -2,7 +2,8 @@
 
 It recomputes every propensity each step with the vectorized laws of :mod:`cupyssa.ratelaws` and
 draws the same counter-based uniforms as the kernels (the Philox source runs elementwise on
-arrays), so it produces the same trajectories as the ``cpu`` backend.
+arrays), so it produces the same trajectories as the ``cpu`` backend. Same segment semantics as
+:func:`cupyssa.kernels.trajectory.simulate_trajectory`; state-triggered events are not supported.
 """
 
 import numpy as np
@@ -11,68 +12,79 @@ from ..kernels import codes
 from ..kernels.philox import STREAM_FORWARD, split_seed, uniform_pair
 
 
-def simulate_chunk(network, x0, theta, first, t0, t_eval, seed, max_steps, states):
-    N, T, S = states.shape
+def simulate_segment(network, seg, t_stop, t_eval, seed, max_steps):
+    N, T, S = seg.states.shape
     nu = network.stoichiometry
     lo, hi = split_seed(seed)
-    count_limit = np.iinfo(states.dtype).max
-    x = np.array(np.broadcast_to(x0, (N, S)), dtype=np.int64)
-    theta = np.broadcast_to(theta, (N, theta.shape[-1]))
-    t = np.full(N, float(t0))
-    k = np.zeros(N, dtype=np.int64)
-    obs = np.zeros(N, dtype=np.int64)
+    count_limit = np.iinfo(seg.states.dtype).max
+    theta = np.broadcast_to(seg.theta, (N, seg.theta.shape[-1]))
+    x, t, k, obs = seg.x, seg.t, seg.k, seg.obs
+    L, C = seg.tape.shape[1], seg.checkpoint_every
     status = np.zeros(N, dtype=np.int8)
     fail_reaction = np.full(N, -1, dtype=np.int64)
     active = np.arange(N)
 
+    def retire(mask, code, reaction=None):
+        """Give status ``code`` to the active rows in ``mask`` and drop them."""
+        nonlocal active
+        status[active[mask]] = code
+        if reaction is not None:
+            fail_reaction[active[mask]] = reaction[mask]
+        keep = ~mask
+        active = active[keep]
+        return keep
+
     while active.size:
         a = network.propensities(x[active], theta[active])
         bad = ~((a >= 0.0) & (a < np.inf))
-        if bad.any():
-            rows = bad.any(axis=1)
-            fail_reaction[active[rows]] = bad[rows].argmax(axis=1)
-            status[active[rows]] = codes.BAD_PROPENSITY
-            keep = ~rows
-            active, a = active[keep], a[keep]
-            if not active.size:
-                break
+        keep = retire(bad.any(axis=1), codes.BAD_PROPENSITY, bad.argmax(axis=1))
+        a = a[keep]
+        if not active.size:
+            break
+        if seg.t_checkpoints.shape[1]:
+            due = (k[active] % C == 0) & (k[active] // C < seg.t_checkpoints.shape[1])
+            seg.t_checkpoints[active[due], k[active[due]] // C] = t[active[due]]
         cum = np.cumsum(a, axis=1)  # sequential sums: the same doubles as the kernel's loop
         a0 = cum[:, -1]
-        u_tau, u_sel = uniform_pair(lo, hi, (first + active).astype(np.uint64),
+        u_tau, u_sel = uniform_pair(lo, hi, (seg.first + active).astype(np.uint64),
                                     k[active].astype(np.uint64), STREAM_FORWARD)
         with np.errstate(divide="ignore"):
             t_next = np.where(a0 > 0.0, t[active] - np.log(u_tau) / np.where(a0 > 0.0, a0, 1.0), np.inf)
-        # record every grid time strictly before the next event with the current state
-        n_before = np.searchsorted(t_eval, t_next, side="left")
+        # record every grid time strictly before min(next event, t_stop) with the current state
+        n_before = np.searchsorted(t_eval, np.minimum(t_next, t_stop), side="left")
+        overflow = np.zeros(active.size, dtype=bool)
         while True:
-            rec = obs[active] < n_before
+            rec = (obs[active] < n_before) & ~overflow
             if not rec.any():
                 break
             rows = active[rec]
             over = (x[rows] > count_limit).any(axis=1)
-            status[rows[over]] = codes.POPULATION_OVERFLOW
-            states[rows[~over], obs[rows[~over]]] = x[rows[~over]]
-            obs[rows] += 1
-            n_before[rec] = np.where(over, -1, n_before[rec])
-        live = (obs[active] < T) & (status[active] == codes.OK)
-        steps_out = live & (k[active] >= max_steps)
-        status[active[steps_out]] = codes.MAX_STEPS
-        live &= ~steps_out
-        active, a, cum, a0, u_sel, t_next = (v[live] for v in (active, a, cum, a0, u_sel, t_next))
+            overflow[np.flatnonzero(rec)[over]] = True
+            ok = rows[~over]
+            seg.states[ok, obs[ok]] = x[ok]
+            obs[ok] += 1
+        keep = retire(overflow, codes.POPULATION_OVERFLOW)
+        a, cum, a0, u_sel, t_next = (v[keep] for v in (a, cum, a0, u_sel, t_next))
+        keep = retire(obs[active] == T, codes.OK)
+        a, cum, a0, u_sel, t_next = (v[keep] for v in (a, cum, a0, u_sel, t_next))
+        stopped = t_stop < t_next
+        t[active[stopped]] = t_stop
+        k[active[stopped]] += 1
+        keep = retire(stopped, codes.STOPPED)
+        a, cum, a0, u_sel, t_next = (v[keep] for v in (a, cum, a0, u_sel, t_next))
+        keep = retire(k[active] >= max_steps, codes.MAX_STEPS)
+        a, cum, a0, u_sel, t_next = (v[keep] for v in (a, cum, a0, u_sel, t_next))
         if not active.size:
             break
-        target = u_sel * a0
-        hit = (cum > target[:, None]) & (a > 0.0)
+        hit = (cum > (u_sel * a0)[:, None]) & (a > 0.0)
         last_positive = a.shape[1] - 1 - np.argmax((a > 0.0)[:, ::-1], axis=1)
         r = np.where(hit.any(axis=1), np.argmax(hit, axis=1), last_positive)
+        taped = k[active] < L
+        seg.tape[active[taped], k[active[taped]]] = r[taped]
         x[active] += nu[r]
         negative = (x[active] < 0).any(axis=1)
-        if negative.any():
-            rows = active[negative]
-            status[rows] = codes.NEGATIVE_POPULATION
-            fail_reaction[rows] = r[negative]
-            t[rows] = t_next[negative]
-            active, t_next = active[~negative], t_next[~negative]
-        t[active] = t_next
+        t[active[negative]] = t_next[negative]
+        keep = retire(negative, codes.NEGATIVE_POPULATION, r)
+        t[active] = t_next[keep]
         k[active] += 1
-    return status, k, t, fail_reaction
+    return status, fail_reaction

@@ -7,11 +7,11 @@ from .errors import (CupyssaError, InitialStateError, MaxStepsExceeded, NetworkE
 from .network import ReactionNetwork, Reaction
 from .result import SimulationResult
 from .simulate import simulate
-from . import models
+from . import cme, models
 from .ratelaws import Hill, HillRepression, MassAction, MichaelisMenten, Neural, RateLaw
 
 __all__ = [
-    "__version__", "simulate", "SimulationResult", "models", "ReactionNetwork", "Reaction", "RateLaw", "MassAction", "Hill",
+    "__version__", "simulate", "SimulationResult", "models", "cme", "ReactionNetwork", "Reaction", "RateLaw", "MassAction", "Hill",
     "HillRepression", "MichaelisMenten", "Neural", "CupyssaError", "NetworkError", "ParseError",
     "ParameterError", "InitialStateError", "SimulationError", "MaxStepsExceeded",
 ]

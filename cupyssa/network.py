@@ -408,6 +408,8 @@ class ReactionNetwork:
         from .ratelaws import _xp
 
         xp = _xp(x)
+        if not self._reactions:
+            raise NetworkError("the network has no reactions")
         theta = xp.asarray(theta, dtype=float)
         cols = [xp.broadcast_to(r.law.evaluate(x, theta), np.broadcast_shapes(x.shape[:-1], theta.shape[:-1]))
                 for r in self._reactions]

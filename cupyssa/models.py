@@ -156,3 +156,219 @@ def telegraph(kon: float = 0.5, koff: float = 1.0, km: float = 20.0, gm: float =
         2 M -> D ; kd
         D -> 0 ; gd
     """, 2.0)
+
+
+# -- models of the CME solvers (issue 4) ------------------------------------------------------
+# ``metadata["caps"]`` (species -> M_i) is the box 0 <= n_i < M_i that the VAN solver
+# (cupyssa.cme.solve) uses by default; it is chosen so that the chain essentially never reaches it.
+
+def toggle_switch(rho: float = 30.0, k: float = 1.0, sb: float = 1e-3, su: float = 0.1,
+                  Gx0: int = 1, Gy0: int = 1, Px0: int = 0, Py0: int = 0) -> Model:
+    """Genetic toggle switch with explicit gene states (4 species, caps 2, 2, 80, 80).
+
+    ``Gx = 1`` when gene x is free (active), ``0`` when a ``Py`` dimer is bound to it (so the
+    bound state is ``1 - Gx``). Reactions (combinatorial mass action):
+
+    * ``Gx -> Gx + Px`` (``rho Gx``), ``Px -> 0`` (``k Px``); the same for y;
+    * binding ``Gx + 2 Py -> 0`` (``sb Gx Py (Py-1)/2``): the free gene and two ``Py`` form the
+      (untracked) bound complex;
+    * unbinding ``0 -> Gx + 2 Py`` with propensity ``su [Gx = 0]``. The indicator is written with
+      the Hill-repression law ``su Kg^ng / (Kg^ng + Gx^ng)``, ``Kg = 0.01``, ``ng = 10``: exactly
+      ``su`` at ``Gx = 0`` and ``su * 1e-20`` at ``Gx = 1`` (a leak of rate 1e-21 to ``Gx = 2``;
+      the VAN box has cap 2 and switches it off), so the model stays in the package's rate-law
+      set and the SSA and FSP run it unchanged.
+    """
+    return _model(f"""
+        rho = {rho}
+        k = {k}
+        sb = {sb}
+        su = {su}
+        Kg = 0.01
+        ng = 10
+        init Gx = {Gx0}
+        init Gy = {Gy0}
+        init Px = {Px0}
+        init Py = {Py0}
+        Gx -> Gx + Px ; rho
+        Gy -> Gy + Py ; rho
+        Px -> 0 ; k
+        Py -> 0 ; k
+        Gx + 2 Py -> 0 ; sb
+        Gy + 2 Px -> 0 ; sb
+        0 -> Gx + 2 Py ; hillr(Gx, su, Kg, ng)
+        0 -> Gy + 2 Px ; hillr(Gy, su, Kg, ng)
+    """, 20.0, caps={"Gx": 2, "Gy": 2, "Px": 80, "Py": 80})
+
+
+def autoregulatory_loop(rho_u: float = 60.0, rho_b: float = 25.0, sigma_b: float = 0.2,
+                        sigma_u: float = 1.0, k: float = 1.0, P_cap: int = 120) -> Model:
+    """Auto-regulatory (self-repressing / self-activating) gene: free gene ``G``, bound gene
+    ``Gb`` (``G + Gb = 1``), protein ``P``:
+
+    ``G -> G + P`` (``rho_u``), ``Gb -> Gb + P`` (``rho_b``), ``G + P -> Gb`` (``sigma_b G P``),
+    ``Gb -> G + P`` (``sigma_u``), ``P -> 0`` (``k P``). Caps 2, 2, ``P_cap``.
+    """
+    return _model(f"""
+        rho_u = {rho_u}
+        rho_b = {rho_b}
+        sigma_b = {sigma_b}
+        sigma_u = {sigma_u}
+        k = {k}
+        init G = 1
+        init Gb = 0
+        init P = 0
+        G -> G + P ; rho_u
+        Gb -> Gb + P ; rho_b
+        G + P -> Gb ; sigma_b
+        Gb -> G + P ; sigma_u
+        P -> 0 ; k
+    """, 10.0, caps={"G": 2, "Gb": 2, "P": int(P_cap)})
+
+
+def sir_periodic(beta0: float = 0.05, amplitude: float = 0.5, period: float = 10.0,
+                 gamma: float = 0.5, S0: int = 40, I0: int = 5, N_cap: int | None = None) -> Model:
+    """SIR epidemic with a time-periodic infection rate.
+
+    ``S + I -> 2 I`` (``beta(t) S I``), ``I -> R`` (``gamma I``), with
+    ``beta(t) = beta0 (1 + amplitude sin(2 pi t / period))``.
+
+    The network API has no time-dependent parameters: ``params`` holds ``beta = beta0`` and
+    ``metadata["params_at"]`` is the callable ``t -> params`` with ``beta(t)``, which
+    :func:`cupyssa.cme.solve` honours (rates held constant over each step at its left end).
+    ``cupyssa.simulate`` and ``cupyssa.cme.fsp`` do not support it: they use the constant
+    ``beta0``. Caps ``S0 + I0 + 1`` for every species (the population is conserved).
+    """
+    cap = int(N_cap if N_cap is not None else S0 + I0 + 1)
+    m = _model(f"""
+        beta = {beta0}
+        gamma = {gamma}
+        init S = {S0}
+        init I = {I0}
+        init R = 0
+        S + I -> 2 I ; beta
+        I -> R ; gamma
+    """, 2 * period, caps={"S": cap, "I": cap, "R": cap})
+
+    def params_at(t: float) -> dict:
+        return {"beta": beta0 * (1.0 + amplitude * np.sin(2.0 * np.pi * t / period)),
+                "gamma": gamma}
+
+    m.metadata["params_at"] = params_at
+    m.metadata["beta"] = lambda t: params_at(t)["beta"]
+    return m
+
+
+def linear_cascade(n: int = 15, beta: float = 10.0, k: float = 1.0, gamma: float = 1.0,
+                   cap: int = 40) -> Model:
+    """Linear signalling cascade of ``n`` species: ``0 -> S1`` (``beta``), ``S_i -> S_i + S_{i+1}``
+    (``k S_i``), ``S_i -> 0`` (``gamma S_i``). Every mean tends to ``beta (k/gamma)^(i-1) /
+    gamma``; caps ``cap`` for every species."""
+    lines = [f"beta = {beta}", f"k = {k}", f"gamma = {gamma}"]
+    lines += [f"init S{i} = 0" for i in range(1, n + 1)]
+    lines.append("0 -> S1 ; beta")
+    for i in range(1, n):
+        lines.append(f"S{i} -> S{i} + S{i + 1} ; k")
+    lines += [f"S{i} -> 0 ; gamma" for i in range(1, n + 1)]
+    return _model("\n".join(lines), 10.0, caps={f"S{i}": int(cap) for i in range(1, n + 1)})
+
+
+def mapk_cascade() -> Model:
+    """Three-tier MAPK cascade with turnover: 16 species, 35 reactions (mass action).
+
+    Tier 1: signal ``S`` phosphorylates ``KKK`` through the complex ``C1``
+    (``S + KKK <-> C1 -> S + KKKp``); ``KKKp -> KKK`` (constitutive phosphatase).
+    Tier 2: ``KKKp`` phosphorylates ``KK -> KKp -> KKpp`` through ``C2``, ``C3``; phosphatase
+    ``P2`` reverses both steps (``KKpp + P2 -> KKp + P2``, ``KKp + P2 -> KK + P2``).
+    Tier 3: ``KKpp`` phosphorylates ``K -> Kp -> Kpp`` through ``C4``, ``C5``; phosphatase ``P3``.
+    Turnover: synthesis of ``S``, ``KKK``, ``KK``, ``K``, ``P2``; first-order degradation of
+    ``S``, ``P2`` and of every free kinase form. ``P3`` is conserved. Monitored species
+    (``metadata["monitored"]``): ``KKKp``, ``KKpp``, ``Kpp``.
+    """
+    text = """
+        ks = 1.0
+        ds = 0.1
+        kon = 0.02
+        koff = 1.0
+        kcat = 1.0
+        kp1 = 0.5
+        kdp = 0.05
+        syn = 2.0
+        deg = 0.1
+        ksp = 0.5
+        dsp = 0.1
+        init S = 0
+        init KKK = 0
+        init C1 = 0
+        init KKKp = 0
+        init KK = 0
+        init C2 = 0
+        init KKp = 0
+        init C3 = 0
+        init KKpp = 0
+        init K = 0
+        init C4 = 0
+        init Kp = 0
+        init C5 = 0
+        init Kpp = 0
+        init P2 = 0
+        init P3 = 5
+        S + KKK -> C1 ; kon
+        C1 -> S + KKK ; koff
+        C1 -> S + KKKp ; kcat
+        KKKp -> KKK ; kp1
+        KKKp + KK -> C2 ; kon
+        C2 -> KKKp + KK ; koff
+        C2 -> KKKp + KKp ; kcat
+        KKKp + KKp -> C3 ; kon
+        C3 -> KKKp + KKp ; koff
+        C3 -> KKKp + KKpp ; kcat
+        KKpp + P2 -> KKp + P2 ; kdp
+        KKp + P2 -> KK + P2 ; kdp
+        KKpp + K -> C4 ; kon
+        C4 -> KKpp + K ; koff
+        C4 -> KKpp + Kp ; kcat
+        KKpp + Kp -> C5 ; kon
+        C5 -> KKpp + Kp ; koff
+        C5 -> KKpp + Kpp ; kcat
+        Kpp + P3 -> Kp + P3 ; kdp
+        Kp + P3 -> K + P3 ; kdp
+        0 -> KKK ; syn
+        KKK -> 0 ; deg
+        KKKp -> 0 ; deg
+        0 -> KK ; syn
+        KK -> 0 ; deg
+        KKp -> 0 ; deg
+        KKpp -> 0 ; deg
+        0 -> K ; syn
+        K -> 0 ; deg
+        Kp -> 0 ; deg
+        Kpp -> 0 ; deg
+        0 -> S ; ks
+        S -> 0 ; ds
+        0 -> P2 ; ksp
+        P2 -> 0 ; dsp
+    """
+    m = _model(text, 100.0, monitored=("KKKp", "KKpp", "Kpp"))
+    caps = {s: 48 for s in m.network.species}
+    caps.update({"C1": 16, "C2": 16, "C3": 16, "C4": 16, "C5": 16, "P3": 6, "S": 32, "P2": 24})
+    m.metadata["caps"] = caps
+    return m
+
+
+def schlogl_paper(shape=(2,), x0: int = 50, cap: int = 85) -> Model:
+    """The Schlögl lattice of arXiv:2512.10309 (c1=2.676, c2=0.040, c3=108.102, c4=37.881,
+    d=8.2207) in the package's combinatorial convention.
+
+    The paper's propensities are ``c1 x(x-1)`` and ``c2 x(x-1)(x-2)`` (stable states near 4 and
+    48, unstable near 14.5; its 2-site state space is 85^2 = 7,225 states); in the combinatorial
+    convention the same chain has ``c1' = 2! c1 = 5.352`` and ``c2' = 3! c2 = 0.240``. (Feeding
+    2.676 and 0.040 to :func:`schlogl_lattice` gives a different chain, with the upper state near
+    170.) ``metadata["caps"]`` is ``cap`` per site.
+    """
+    m = schlogl_lattice(shape, c1=2 * 2.676, c2=6 * 0.040, c3=108.102, c4=37.881, d=8.2207, x0=x0)
+    m.metadata["caps"] = {s: int(cap) for s in m.network.species}
+    return m
+
+
+__all__ += ["toggle_switch", "autoregulatory_loop", "sir_periodic", "linear_cascade",
+            "mapk_cascade", "schlogl_paper"]

@@ -123,7 +123,7 @@ class ReactionNetwork:
     # -- construction ---------------------------------------------------------------------
     def _invalidate(self):
         for attr in ("tables", "_species_index", "_parameter_index", "reactant_matrix",
-                     "product_matrix", "stoichiometry"):
+                     "product_matrix", "stoichiometry", "_nonnegative"):
             self.__dict__.pop(attr, None)
 
     def add_species(self, name: str, initial: int | None = None) -> "ReactionNetwork":
@@ -148,14 +148,14 @@ class ReactionNetwork:
         if name in self._species:
             raise NetworkError(f"{name!r} is already a species; species and parameter names "
                                "must differ")
-        self._parameters[name] = None if value is None else _check_rate(value, name)
+        self._parameters[name] = None if value is None else _check_finite(value, name)
         self._invalidate()
         return self
 
     def set_default(self, name: str, value) -> "ReactionNetwork":
         """Set the default value of an existing parameter, or initial count of a species."""
         if name in self._parameters:
-            self._parameters[name] = _check_rate(value, name)
+            self._parameters[name] = _check_finite(value, name)
         elif name in self._species:
             self._initial[name] = _check_count(value, name)
         else:
@@ -348,13 +348,24 @@ class ReactionNetwork:
         if theta.ndim == 2 and n_trajectories is not None and theta.shape[0] != n_trajectories:
             raise ParameterError(f"per-trajectory parameters have {theta.shape[0]} rows but "
                                  f"n_trajectories={n_trajectories}")
-        bad = ~np.isfinite(theta) | (theta < 0)
+        bad = ~np.isfinite(theta) | ((theta < 0) & self._nonnegative)
         if bad.any():
             col = int(np.argwhere(bad)[0][-1])
             value = theta[..., col][bad[..., col]].flat[0]
-            raise ParameterError(f"parameter {self.parameters[col]!r} is {value}; parameters must be "
-                                 "finite and non-negative")
+            kind = "finite" if self._nonnegative[col] == 0 else "finite and non-negative"
+            raise ParameterError(f"parameter {self.parameters[col]!r} is {value}; it must be {kind}")
         return theta
+
+    @cached_property
+    def _nonnegative(self) -> np.ndarray:
+        """``[P]`` bool: parameters that some law uses as a rate/amplitude/constant (must be
+        >= 0); the others are only weights or biases of neural laws (any sign)."""
+        mask = np.ones(self.n_parameters, dtype=bool)
+        signed = {p for r in self._reactions for p in r.law.signed_parameters()}
+        rates = {p for r in self._reactions for p in r.law.parameter_names() if p not in signed}
+        for p in signed - rates:
+            mask[p] = False
+        return mask
 
     def initial_vector(self, x0=None, n_trajectories: int | None = None) -> np.ndarray:
         """Validated initial state: ``[S]`` or ``[n_trajectories, S]`` int64."""
@@ -444,8 +455,19 @@ class ReactionNetwork:
     def kernel_functions(self) -> dict:
         """Code-generated functions the compiled kernels need for this network, by kernel global
         name (e.g. ``{"expression_propensity": <numba.njit function>}``); empty for networks made
-        of the built-in laws, which share one cached compiled family."""
-        return {}
+        of the built-in laws, which share one cached compiled family. Expression laws
+        (:class:`cupyssa.expressions.Expression`) are compiled by code generation; the same
+        dictionary is returned while the reactions are unchanged."""
+        from .expressions import kernel_functions_for
+
+        return kernel_functions_for(self)
+
+    def to_sbml(self, x0=None, params=None) -> str:
+        """This network as an SBML Level 3 Version 2 document (a string); see
+        :func:`cupyssa.sbml.network_to_sbml`. Needs ``python-libsbml``."""
+        from .sbml import network_to_sbml
+
+        return network_to_sbml(self, x0=x0, params=params)
 
     # -- kernel tables --------------------------------------------------------------------
     @cached_property
@@ -483,13 +505,13 @@ class ReactionNetwork:
         return "\n".join(f"{r.name}: {r}  ({type(r.law).__name__})" for r in self._reactions)
 
 
-def _check_rate(value, name: str) -> float:
+def _check_finite(value, name: str) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise ParameterError(f"parameter {name!r} is {value!r}, not a number") from None
-    if not math.isfinite(v) or v < 0:
-        raise ParameterError(f"parameter {name!r} is {v}; parameters must be finite and non-negative")
+    if not math.isfinite(v):
+        raise ParameterError(f"parameter {name!r} is {v}; it must be finite")
     return v
 
 

@@ -97,14 +97,14 @@ def _law(text: str, b: _Builder, reaction: str):
     if fname == "neural":
         if len(args) < 3:
             raise NetworkError("neural(f, k, b, w1*X1, ...) needs a nonlinearity, k and b")
+        k, bias = b.parameter(args[1], reaction, "k"), b.parameter(args[2], reaction, "b")
         weights = []
         for i, term in enumerate(args[3:]):
             m = re.fullmatch(rf"({_IDENT}|{_NUMBER})\s*\*\s*({_IDENT})", term)
             if not m:
                 raise NetworkError(f"neural regulator {term!r} is not of the form weight*species")
             weights.append((b.parameter(m.group(1), reaction, f"w{i}"), b.species(m.group(2))))
-        return Neural(b.parameter(args[1], reaction, "k"), b.parameter(args[2], reaction, "b"),
-                      weights, f=args[0])
+        return Neural(k, bias, weights, f=args[0])
     if fname not in _LAWS:
         raise NetworkError(f"unknown rate law {fname!r}; known: {sorted(_LAWS) + ['neural']}")
     cls, n_species, n_params = _LAWS[fname]

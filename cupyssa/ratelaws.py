@@ -95,6 +95,11 @@ class RateLaw:
                         for f in self.parameter_fields})
         return replace(self, reactants=tuple(reactants), **changes)
 
+    def signed_parameters(self) -> tuple:
+        """Parameters (names or indices) this law allows to be negative; every other parameter it
+        reads is a rate, amplitude or constant that must be non-negative."""
+        return ()
+
     def reads(self) -> tuple:
         """Indices of the species whose change can alter this propensity (resolved law)."""
         return tuple(sorted(set(self.species_names()) | {s for s, _ in self.reactants}))
@@ -317,6 +322,9 @@ class Neural(RateLaw):
 
     def encode(self):
         return self.code, NONLINEARITIES[self.f], (), (self.k, self.b), self.weights
+
+    def signed_parameters(self) -> tuple:
+        return (self.b,) + tuple(w for w, _ in self.weights)
 
     def _activation(self, x, theta):
         z = theta[..., self.b]

@@ -51,9 +51,12 @@ def build(provided=None, cache=True):
     Returns a namespace with ``simulate_batch``, ``propensity``, ``simulate_trajectory``... A
     family built with ``provided`` is not cached on disk (its callees differ from the defaults').
     """
-    device = retarget(DEVICE_FUNCTIONS, numba.njit(cache=cache, nogil=True), provided)
-    batch = retarget([simulate_batch], numba.njit(parallel=True, cache=cache, nogil=True),
-                     vars(device))
+    # error_model="numpy": IEEE division (0/0 -> NaN), which the propensity checks turn into a
+    # clear error, instead of a ZeroDivisionError escaping from a parallel region
+    options = dict(cache=cache, nogil=True, error_model="numpy")
+    tag = "cpu_" + "_".join(f"{k}{v}" for k, v in sorted(options.items()) if k != "cache")
+    device = retarget(DEVICE_FUNCTIONS, numba.njit(**options), provided, tag)
+    batch = retarget([simulate_batch], numba.njit(parallel=True, **options), vars(device), tag)
     device.simulate_batch = batch.simulate_batch
     return device
 

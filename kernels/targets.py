@@ -9,7 +9,7 @@ versions, then decorated. The NumPy backend calls the plain functions directly.
 import types
 
 
-def retarget(functions, decorate, provided=None):
+def retarget(functions, decorate, provided=None, tag=""):
     """Compile ``functions`` (callees before callers) with ``decorate``.
 
     Parameters
@@ -21,6 +21,10 @@ def retarget(functions, decorate, provided=None):
     provided : mapping name -> compiled function, optional
         Already compiled functions the family calls (e.g. code-generated rate laws, or a
         previously retargeted family), used in place of the module globals of those names.
+    tag : str
+        Appended to each clone's ``__qualname__``. Numba's on-disk cache is keyed by the function's
+        file and qualified name, not by compile options or by which callees were linked in, so
+        each distinct build configuration needs its own tag or it may load another's machine code.
 
     Returns
     -------
@@ -33,7 +37,7 @@ def retarget(functions, decorate, provided=None):
         g.update(compiled)
         clone = types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)
         clone.__module__ = f.__module__
-        clone.__qualname__ = f.__qualname__
+        clone.__qualname__ = f"{f.__qualname__}__{tag}" if tag else f.__qualname__
         clone.__doc__ = f.__doc__
         compiled[f.__name__] = decorate(clone)
     return types.SimpleNamespace(**compiled)

@@ -1,0 +1,377 @@
+"""Autoregressive distributions over bounded count vectors: NADE and MADE in NumPy.
+
+A model over ``n = (n_0, ..., n_{S-1})`` with per-species caps ``M_i`` (``0 <= n_i < M_i``) is
+
+    P_theta(n) = prod_i P(n_i | n_<i),    P(. | n_<i) = softmax(logits_i(n_<i))  over 0..M_i-1.
+
+Every model exposes the flat parameter vector ``theta`` ([P]), exact ancestral sampling, exact
+``log P`` and hand-written **per-sample** gradients ``G[s] = d log P(n_s) / d theta`` ([N, P]),
+which the natural-gradient and TDVP solvers need (they work with the N x P matrix ``G``).
+
+Inputs to the networks are the scaled counts ``u_j = n_j / M_j`` (so every input lies in
+``[0, 1)``, whatever the caps).
+
+Logits are kept padded to ``[N, S, M_max]`` with ``-inf`` beyond each species' cap; only the
+real entries are parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CupyssaError
+
+__all__ = ["AutoregressiveModel", "NADE", "MADE", "ModelSpecError"]
+
+
+class ModelSpecError(CupyssaError, ValueError):
+    """Invalid autoregressive-model specification or input (caps, widths, states)."""
+
+
+def _sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+class AutoregressiveModel:
+    """Base class: caps bookkeeping, ragged softmax, sampling and log-probabilities.
+
+    Subclasses implement :meth:`_logits` (teacher-forced logits ``[N, S, M_max]`` given full
+    states; the logits of species ``i`` may depend only on ``n_<i``) and :meth:`_backward`
+    (per-sample gradients given ``dL/dlogits`` per sample).
+    """
+
+    def __init__(self, caps):
+        caps = np.asarray(caps, dtype=np.int64).reshape(-1)
+        if caps.size == 0 or np.any(caps < 1):
+            raise ModelSpecError(f"caps must be a non-empty sequence of integers >= 1, got {caps}")
+        self.caps = caps
+        self.S = int(caps.size)
+        self.M_max = int(caps.max())
+        #: [S, M_max] True where the value m < M_i is allowed
+        self.valid = np.arange(self.M_max)[None, :] < caps[:, None]
+        self.theta = np.zeros(0)
+
+    # -- parameters ------------------------------------------------------------------------
+    @property
+    def n_params(self) -> int:
+        return int(self.theta.size)
+
+    def get_params(self) -> np.ndarray:
+        return self.theta.copy()
+
+    def set_params(self, theta) -> None:
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != self.theta.shape:
+            raise ModelSpecError(f"parameter vector has shape {theta.shape}, expected {self.theta.shape}")
+        self.theta = theta.copy()
+
+    def copy(self) -> "AutoregressiveModel":
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.theta = self.theta.copy()
+        return new
+
+    # -- states ----------------------------------------------------------------------------
+    def check_states(self, n) -> np.ndarray:
+        n = np.asarray(n)
+        if n.ndim != 2 or n.shape[1] != self.S:
+            raise ModelSpecError(f"states must have shape [N, {self.S}], got {n.shape}")
+        return n.astype(np.int64)
+
+    def in_box(self, n) -> np.ndarray:
+        """``[...]`` bool: every ``0 <= n_i < M_i``."""
+        return np.all((n >= 0) & (n < self.caps), axis=-1)
+
+    def _scaled(self, n):
+        return n / self.caps
+
+    # -- core ------------------------------------------------------------------------------
+    def _logits(self, n):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _backward(self, cache, dlogits):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _log_softmax(self, logits, alpha=1.0):
+        z = np.where(self.valid, alpha * logits, -np.inf)
+        zmax = z.max(axis=-1, keepdims=True)
+        lse = zmax + np.log(np.exp(z - zmax).sum(axis=-1, keepdims=True))
+        return z - lse
+
+    def conditionals(self, n) -> np.ndarray:
+        """``[N, S, M_max]`` conditional probabilities ``P(n_i = m | n_<i)`` (0 beyond caps)."""
+        n = self.check_states(n)
+        logits, _ = self._logits(n)
+        return np.exp(self._log_softmax(logits))
+
+    def log_prob(self, n) -> np.ndarray:
+        """Exact ``log P_theta(n)`` ``[N]``; ``-inf`` for states outside the caps."""
+        n = self.check_states(n)
+        inside = self.in_box(n)
+        nc = np.where(inside[:, None], n, 0)
+        logits, _ = self._logits(nc)
+        ls = self._log_softmax(logits)
+        lp = np.take_along_axis(ls, nc[:, :, None], axis=2)[:, :, 0].sum(axis=1)
+        return np.where(inside, lp, -np.inf)
+
+    def log_prob_and_grad(self, n):
+        """``(log P [N], G [N, P])`` with ``G[s] = d log P(n_s) / d theta`` (states in the box).
+
+        With ``g_i = onehot(n_i) - softmax(logits_i)`` the gradient w.r.t. the logits of sample
+        ``s`` is ``g`` itself; :meth:`_backward` chains it into the parameters per sample.
+        """
+        n = self.check_states(n)
+        if not np.all(self.in_box(n)):
+            raise ModelSpecError("log_prob_and_grad needs states inside the caps")
+        logits, cache = self._logits(n)
+        ls = self._log_softmax(logits)
+        lp = np.take_along_axis(ls, n[:, :, None], axis=2)[:, :, 0].sum(axis=1)
+        g = -np.exp(ls)
+        np.put_along_axis(g, n[:, :, None], np.take_along_axis(g, n[:, :, None], axis=2) + 1.0, axis=2)
+        return lp, self._backward(cache, g)
+
+    def sample(self, n_samples: int, rng: np.random.Generator, alpha: float = 1.0,
+               eps: float = 0.0, lo=None, hi=None):
+        """Ancestral sampling, optionally from a proposal.
+
+        The proposal conditional is ``q_i = (1 - eps) softmax(alpha * logits_i) + eps U_i``
+        (``U_i`` uniform over ``0..M_i-1``), restricted to ``lo_i <= n_i <= hi_i`` when bounds
+        are given (renormalized). ``alpha = 1, eps = 0`` and no bounds is exact sampling from
+        ``P_theta``.
+
+        Returns
+        -------
+        n : [N, S] int64
+        log_p : [N] ``log P_theta(n)``
+        log_q : [N] log-probability of ``n`` under the proposal that drew it
+        """
+        N = int(n_samples)
+        n = np.zeros((N, self.S), dtype=np.int64)
+        log_p = np.zeros(N)
+        log_q = np.zeros(N)
+        lo = np.zeros(self.S, np.int64) if lo is None else np.asarray(lo, np.int64)
+        hi = self.caps - 1 if hi is None else np.asarray(hi, np.int64)
+        m = np.arange(self.M_max)
+        step = self._sampler(N)
+        for i in range(self.S):
+            logits_i = step(n, i)  # [N, M_max]
+            valid = self.valid[i]
+            lp_i = _masked_log_softmax(logits_i, valid)
+            if alpha == 1.0 and eps == 0.0:
+                q = np.exp(lp_i)
+            else:
+                q = (1.0 - eps) * np.exp(_masked_log_softmax(alpha * logits_i, valid)) + eps * valid / self.caps[i]
+            window = valid & (m >= lo[i]) & (m <= hi[i])
+            q = np.where(window, q, 0.0)
+            mass = q.sum(axis=1)
+            if np.any(mass <= 0):
+                raise ModelSpecError(f"empty sampling window for species {i}: [{lo[i]}, {hi[i]}]")
+            cdf = np.cumsum(q, axis=1)
+            r = rng.random(N) * mass
+            # inverse CDF; clamp round-off past the end to the last value of positive mass
+            last = self.M_max - 1 - np.argmax(q[:, ::-1] > 0, axis=1)
+            k = np.minimum((cdf < r[:, None]).sum(axis=1), last)
+            n[:, i] = k
+            log_p += lp_i[np.arange(N), k]
+            log_q += np.log(q[np.arange(N), k] / mass)
+        return n, log_p, log_q
+
+    def _sampler(self, N):
+        """A function ``(n, i) -> logits_i [N, M_max]`` given ``n[:, :i]`` (generic: one full
+        teacher-forced pass per species; subclasses may do it incrementally)."""
+        def step(n, i):
+            logits, _ = self._logits(n)
+            return logits[:, i]
+        return step
+
+    def enumerate_states(self, limit: int = 200_000) -> np.ndarray:
+        """All states of the box ``[prod M_i, S]`` (only when there are at most ``limit``)."""
+        total = int(np.prod(self.caps.astype(float)))
+        if total > limit:
+            raise ModelSpecError(f"the box holds {total} states, more than limit={limit}")
+        grids = np.meshgrid(*[np.arange(c) for c in self.caps], indexing="ij")
+        return np.stack([g.reshape(-1) for g in grids], axis=1)
+
+
+def _masked_log_softmax(z, valid):
+    z = np.where(valid, z, -np.inf)
+    zmax = z.max(axis=-1, keepdims=True)
+    return z - (zmax + np.log(np.exp(z - zmax).sum(axis=-1, keepdims=True)))
+
+
+class NADE(AutoregressiveModel):
+    """Neural autoregressive distribution estimator.
+
+    ``a_i = c + W[:, :i] u_<i`` ([H]), ``h_i = sigmoid(a_i)``, ``logits_i = b_i + V_i h_i``.
+
+    Parameter layout of ``theta``: ``W [H, S]``, ``c [H]``, ``V`` (real rows of ``[S, M_max, H]``),
+    ``b`` (real entries of ``[S, M_max]``).
+
+    Parameters
+    ----------
+    caps : sequence of int, length S
+    hidden : int
+        Width ``H``.
+    rng : numpy Generator, optional
+        Initialisation of ``W`` (``N(0, 1/S)``) and ``V`` (``N(0, init_scale^2)``).
+    """
+
+    def __init__(self, caps, hidden: int = 32, rng=None, init_scale: float = 1e-2):
+        super().__init__(caps)
+        if int(hidden) < 1:
+            raise ModelSpecError(f"hidden must be >= 1, got {hidden}")
+        self.H = H = int(hidden)
+        rng = np.random.default_rng(0) if rng is None else rng
+        S, Mx = self.S, self.M_max
+        self._vmask = np.broadcast_to(self.valid[:, :, None], (S, Mx, H))
+        nV = int(self._vmask.sum())
+        nb = int(self.valid.sum())
+        self._sizes = [H * S, H, nV, nb]
+        self._offsets = np.concatenate([[0], np.cumsum(self._sizes)])
+        theta = np.zeros(self._offsets[-1])
+        theta[:H * S] = rng.normal(0, 1 / np.sqrt(S), H * S)
+        theta[self._offsets[2]:self._offsets[3]] = rng.normal(0, init_scale, nV)
+        self.theta = theta
+
+    def _unpack(self, theta=None):
+        th = self.theta if theta is None else theta
+        o = self._offsets
+        W = th[o[0]:o[1]].reshape(self.H, self.S)
+        c = th[o[1]:o[2]]
+        V = np.zeros((self.S, self.M_max, self.H))
+        V[self._vmask] = th[o[2]:o[3]]
+        b = np.zeros((self.S, self.M_max))
+        b[self.valid] = th[o[3]:o[4]]
+        return W, c, V, b
+
+    def set_marginal_bias(self, log_probs) -> None:
+        """Set ``b_i`` so that, ignoring ``V``, conditional ``i`` is ``log_probs[i]`` ([M_i])."""
+        b = np.zeros((self.S, self.M_max))
+        for i, lp in enumerate(log_probs):
+            b[i, :self.caps[i]] = lp
+        self.theta[self._offsets[3]:self._offsets[4]] = b[self.valid]
+
+    def _logits(self, n):
+        W, c, V, b = self._unpack()
+        u = self._scaled(n)  # [N, S]
+        # a_i = c + sum_{j<i} W[:, j] u_j  (exclusive cumulative sum over j)
+        contrib = u[:, :, None] * W.T[None, :, :]  # [N, S, H]
+        A = np.cumsum(contrib, axis=1) - contrib + c
+        h = _sigmoid(A)
+        logits = np.einsum("nsh,smh->nsm", h, V) + b
+        return logits, (u, h, V, W)
+
+    def _backward(self, cache, g):
+        u, h, V, W = cache
+        N = g.shape[0]
+        dV = g[:, :, :, None] * h[:, :, None, :]  # [N, S, M, H]
+        dh = np.einsum("nsm,smh->nsh", g, V)
+        dA = dh * h * (1.0 - h)  # [N, S, H]
+        dc = dA.sum(axis=1)
+        # dW[:, j] = (sum_{i>j} dA_i) u_j
+        R = np.cumsum(dA[:, ::-1], axis=1)[:, ::-1] - dA
+        dW = (R * u[:, :, None]).transpose(0, 2, 1)  # [N, H, S]
+        out = np.empty((N, self.n_params))
+        o = self._offsets
+        out[:, o[0]:o[1]] = dW.reshape(N, -1)
+        out[:, o[1]:o[2]] = dc
+        out[:, o[2]:o[3]] = dV[:, self._vmask]
+        out[:, o[3]:o[4]] = g[:, self.valid]
+        return out
+
+    def _sampler(self, N):
+        W, c, V, b = self._unpack()
+        A = np.broadcast_to(c, (N, self.H)).copy()
+
+        def step(n, i):
+            if i > 0:
+                A[:] += (n[:, i - 1] / self.caps[i - 1])[:, None] * W[:, i - 1]
+            return _sigmoid(A) @ V[i].T + b[i]
+        return step
+
+
+class MADE(AutoregressiveModel):
+    """Masked autoencoder for distribution estimation: a masked MLP with ``depth`` hidden layers
+    of ``width`` tanh units.
+
+    Degrees: input ``j`` has degree ``j``; hidden unit ``k`` of every layer has degree
+    ``k mod (S-1)``; a connection input/hidden ``d -> d'`` exists iff ``d' >= d``; the logits of
+    species ``i`` see hidden units of degree ``< i`` only, so they depend on ``n_<i`` alone.
+    Layers: ``z_1 = (M_1 * W_1) u + c_1``, ``h_l = tanh(z_l)``, ..., logits ``= (M_o * W_o) h_L + b``.
+    """
+
+    def __init__(self, caps, width: int = 32, depth: int = 2, rng=None, init_scale: float = 1e-2):
+        super().__init__(caps)
+        if int(width) < 1 or int(depth) < 1:
+            raise ModelSpecError(f"width and depth must be >= 1, got {width}, {depth}")
+        rng = np.random.default_rng(0) if rng is None else rng
+        S, Mx = self.S, self.M_max
+        width, depth = int(width), int(depth)
+        deg_in = np.arange(S)
+        deg_h = np.arange(width) % max(S - 1, 1)
+        self.masks = [deg_h[:, None] >= deg_in[None, :]]
+        self.masks += [deg_h[:, None] >= deg_h[None, :] for _ in range(depth - 1)]
+        out_species = np.repeat(np.arange(S), Mx)  # output unit -> species (padded layout)
+        mo = deg_h[None, :] < out_species[:, None]
+        mo &= self.valid.reshape(-1)[:, None]
+        self.masks.append(mo)
+        self.bias_valid = self.valid.reshape(-1)
+        sizes, theta_parts = [], []
+        fan_in = S
+        for mk in self.masks[:-1]:
+            w = rng.normal(0, 1 / np.sqrt(fan_in), mk.shape)[mk]
+            theta_parts += [w, np.zeros(mk.shape[0])]
+            sizes += [int(mk.sum()), mk.shape[0]]
+            fan_in = mk.shape[0]
+        theta_parts += [rng.normal(0, init_scale, int(mo.sum())), np.zeros(int(self.bias_valid.sum()))]
+        sizes += [int(mo.sum()), int(self.bias_valid.sum())]
+        self._sizes = sizes
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self.theta = np.concatenate(theta_parts)
+
+    def _layers(self):
+        o = self._offsets
+        layers = []
+        for li, mk in enumerate(self.masks):
+            W = np.zeros(mk.shape)
+            W[mk] = self.theta[o[2 * li]:o[2 * li + 1]]
+            if li < len(self.masks) - 1:
+                c = self.theta[o[2 * li + 1]:o[2 * li + 2]]
+            else:
+                c = np.zeros(mk.shape[0])
+                c[self.bias_valid] = self.theta[o[2 * li + 1]:o[2 * li + 2]]
+            layers.append((W, c))
+        return layers
+
+    def set_marginal_bias(self, log_probs) -> None:
+        b = np.zeros((self.S, self.M_max))
+        for i, lp in enumerate(log_probs):
+            b[i, :self.caps[i]] = lp
+        self.theta[self._offsets[-2]:self._offsets[-1]] = b.reshape(-1)[self.bias_valid]
+
+    def _logits(self, n):
+        layers = self._layers()
+        x = self._scaled(n)
+        acts = [x]
+        for W, c in layers[:-1]:
+            x = np.tanh(x @ W.T + c)
+            acts.append(x)
+        W, c = layers[-1]
+        logits = (x @ W.T + c).reshape(-1, self.S, self.M_max)
+        return logits, (acts, layers)
+
+    def _backward(self, cache, g):
+        acts, layers = cache
+        N = g.shape[0]
+        delta = g.reshape(N, -1)
+        parts = []
+        for li in range(len(layers) - 1, -1, -1):
+            W, _ = layers[li]
+            a = acts[li]
+            mk = self.masks[li]
+            dW = (delta[:, :, None] * a[:, None, :])[:, mk]
+            db = delta if li < len(layers) - 1 else delta[:, self.bias_valid]
+            parts = [dW, db] + parts
+            if li > 0:
+                delta = (delta @ W) * (1.0 - a ** 2)
+        return np.concatenate(parts, axis=1)

@@ -1,0 +1,142 @@
+"""``cupyssa.cme.solve``: the CME by a variational autoregressive network (VAN).
+
+Method: Tang, Weng & Zhang, Nat. Mach. Intell. 5, 376 (2023) and Weng et al., arXiv:2512.10309
+(natural gradient / TDVP time stepping, enhanced sampling). Equations in :mod:`cupyssa.cme.van`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..models import Model
+from .autoregressive import AutoregressiveModel
+from .solution import VANSolution
+from .van import (CMEProblem, VANError, VANOptions, evolve, fit_initial, make_model,
+                  point_mass_log_probs)
+
+__all__ = ["solve"]
+
+#: per-method defaults of (n_iter, lr)
+_DEFAULTS = {"tdvp": (1, 1.0), "natgrad": (3, 1.0), "adam": (20, 1e-2)}
+
+
+def _caps_vector(net, caps) -> np.ndarray:
+    if caps is None:
+        raise VANError("caps are needed: pass caps=... (mapping species -> cap, or a sequence) or "
+                       "use a Model whose metadata holds 'caps'")
+    if isinstance(caps, Mapping):
+        missing = [s for s in net.species if s not in caps]
+        if missing:
+            raise VANError(f"no cap for species {missing}")
+        unknown = [s for s in caps if s not in net.species]
+        if unknown:
+            raise VANError(f"caps name unknown species {unknown}")
+        caps = [caps[s] for s in net.species]
+    c = np.asarray(caps)
+    if c.shape != (net.n_species,) or np.any(c < 1) or np.any(c != np.round(c)):
+        raise VANError(f"caps must be {net.n_species} positive integers, got {caps!r}")
+    return c.astype(np.int64)
+
+
+def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
+          caps: Mapping | Sequence | None = None, model: str | AutoregressiveModel = "nade",
+          hidden: int = 32, width: int = 32, depth: int = 2, dt: float = 1e-2,
+          n_samples: int = 1000, n_iter: int | None = None, lr: float | None = None,
+          damping: float = 1e-3, courant: float = 0.2, sampling: str = "exact",
+          alpha: float = 0.8, eps: float = 0.02, initial: Callable | None = None,
+          init_width: float = 0.5, init_iter: int = 200, params_at: Callable | None = None,
+          n_output_samples: int = 10_000, checkpoint: str | None = None,
+          checkpoint_every: int = 100, progress: bool = False, seed: int = 0,
+          callback: Callable | None = None) -> VANSolution:
+    """Solve the chemical master equation with a variational autoregressive network.
+
+    Parameters
+    ----------
+    network : ReactionNetwork or Model
+        A :class:`~cupyssa.models.Model` supplies defaults for ``x0``, ``params``, ``caps``
+        (``metadata["caps"]``) and ``params_at`` (``metadata["params_at"]``).
+    x0 : mapping or [S] ints
+        Initial state (a point mass, smoothed; see ``init_width``), unless ``initial`` is given.
+    t_eval : [T] increasing times; ``t_eval[0]`` is the initial time.
+    params : mapping or [P] rate parameters.
+    method : {"tdvp", "natgrad", "adam"}
+    caps : mapping species -> M_i, or [S]
+        Box ``0 <= n_i < M_i`` (reflecting truncation; see :mod:`cupyssa.cme.van`).
+    model : "nade", "made" or an AutoregressiveModel instance (its parameters are the start)
+    hidden : NADE width; width, depth : MADE shape
+    dt : largest time step (the step is also limited by ``courant / q99(|E|)``)
+    n_samples : samples per step / iteration
+    n_iter, lr : iterations per step and step size (defaults: tdvp 1, 1; natgrad 3, 1; adam
+        20, 1e-2)
+    damping : relative Fisher damping ``lambda / (mean eigenvalue)``
+    sampling : "exact" (ancestral), "enumerate" (all box states, exact weights; small boxes),
+        or "tempered" (proposal ``(1-eps) softmax(alpha logits) + eps uniform`` with PSIS
+        weights, for rare events)
+    initial : callable ``log_p0(states [N, S]) -> [N]``, optional
+        A user initial distribution, fitted by natural gradient (``init_iter`` iterations).
+    init_width : width of the smoothed point mass ``p_i(m) ∝ exp(-|m - x0_i| / init_width)``
+    params_at : callable ``t -> params`` (mapping or [P]) for time-dependent rates
+        (constant over each step at its left end).
+    n_output_samples : samples kept per output time (marginals, means, covariances)
+    checkpoint : path of an ``.npz`` file; parameters are saved every ``checkpoint_every``
+        steps, and a run started with an existing checkpoint resumes from it.
+    progress : show a tqdm bar over time
+    seed : seeds sampling (runs are reproducible for a fixed seed)
+    callback : ``callback(step, t, model)`` after every step
+
+    Returns
+    -------
+    VANSolution
+    """
+    if isinstance(network, Model):
+        m = network
+        network = m.network
+        x0 = m.x0 if x0 is None else x0
+        params = m.params if params is None else params
+        caps = m.metadata.get("caps") if caps is None else caps
+        params_at = m.metadata.get("params_at") if params_at is None else params_at
+    net = network
+    if t_eval is None:
+        raise VANError("t_eval is required")
+    t_eval = np.asarray(t_eval, dtype=float).reshape(-1)
+    if t_eval.size < 1 or not np.all(np.isfinite(t_eval)) or np.any(np.diff(t_eval) <= 0):
+        raise VANError("t_eval must be finite and strictly increasing")
+    theta = net.parameter_vector(params)
+    if theta.ndim != 1:
+        raise VANError("per-trajectory parameters are not meaningful for the CME")
+    x = net.initial_vector(x0)
+    if x.ndim != 1:
+        raise VANError("x0 must be a single state")
+    capv = _caps_vector(net, caps)
+    if np.any(x >= capv):
+        raise VANError(f"x0 {x.tolist()} lies outside the caps {capv.tolist()}")
+    rates_at = None
+    if params_at is not None:
+        def rates_at(t, _f=params_at):
+            return net.parameter_vector(_f(t))
+    if method not in _DEFAULTS:
+        raise VANError(f"unknown method {method!r}; choose 'tdvp', 'natgrad' or 'adam'")
+    d_iter, d_lr = _DEFAULTS[method]
+    opts = VANOptions(method=method, dt=dt, n_samples=n_samples,
+                      n_iter=d_iter if n_iter is None else n_iter, lr=d_lr if lr is None else lr,
+                      damping=damping, courant=courant, sampling=sampling, alpha=alpha, eps=eps,
+                      checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
+                      seed=seed, callback=callback)
+    opts.validate()
+    rng = np.random.default_rng([seed, 12345])
+    if isinstance(model, AutoregressiveModel):
+        if not np.array_equal(model.caps, capv):
+            raise VANError(f"model caps {model.caps.tolist()} differ from caps {capv.tolist()}")
+        ar = model.copy()
+    else:
+        ar = make_model(model, capv, rng, hidden=hidden, width=width, depth=depth)
+        ar.set_marginal_bias(point_mass_log_probs(x, capv, init_width))
+        if initial is not None:
+            enumerated = ar.enumerate_states() if sampling == "enumerate" else None
+            fit_initial(ar, initial, opts, rng, n_iter=init_iter, enumerated=enumerated)
+    prob = CMEProblem(net, x, theta, capv, rates_at)
+    thetas, stats = evolve(prob, ar, t_eval, opts)
+    return VANSolution(t_eval, net.species, ar, thetas, stats, method,
+                       n_output_samples=n_output_samples, seed=seed)

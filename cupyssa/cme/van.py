@@ -1,0 +1,360 @@
+"""Time evolution of the chemical master equation with a variational autoregressive network.
+
+The CME ``dP/dt = W P`` is stepped on a time grid. Given the current model ``P_t`` (frozen),
+one step of size ``h`` fits ``P_theta`` to the Euler target
+
+    TP(n) = P_t(n) (1 + h E(n)),
+    E(n)  = sum_k a_k(n - s_k) P_t(n - s_k) / P_t(n) - sum_k a_k(n),
+
+(``s_k`` the stoichiometry of reaction ``k``), so that ``log TP = log P_t + log(1 + h E)``.
+
+**Truncation rule (reflecting box).** States live in the box ``0 <= n_i < M_i`` (the caps). A
+reaction whose product state would leave the box is switched off in that state: it neither
+drains ``n`` (outflow) nor feeds ``n + s_k`` (inflow). This is the CME of the chain restricted
+to the box; it conserves probability, so ``sum_n TP(n) = 1`` exactly. Choose caps so that the
+true chain rarely reaches them (FSP reports the mass that leaves a box).
+
+**Step size.** ``E`` depends on ``P_t`` only, so it is computed first; the step is
+``h = min(dt, t_next - t, courant / q99(|E|))`` (``q99`` the weighted 99th percentile over the
+samples), so that ``1 + h E`` stays positive for almost all samples. Remaining values of
+``1 + h E`` below ``floor`` are clamped to ``floor`` and counted (``stats["n_clamped"]``).
+
+**Optimizers** (``f(n) = log P_theta(n) - log TP(n)``; samples ``n_s ~ q`` with normalized
+importance weights ``w_s``; ``G_s = d log P_theta(n_s)/d theta``):
+
+* ``O_s = sqrt(w_s) (G_s - sum_r w_r G_r)``, ``eps_s = sqrt(w_s) (f_s - sum_r w_r f_r)``; the
+  REINFORCE gradient of ``KL(P_theta || TP)`` is ``F = O^T eps`` and the Fisher matrix is
+  ``S = O^T O``.
+* ``adam``: ``n_iter`` Adam steps on ``F`` per time step (baseline: the weighted mean of ``f``).
+* ``natgrad``: ``n_iter`` steps ``theta <- theta - lr delta`` with ``(S + lambda I) delta = F``.
+  With ``N`` samples and ``P`` parameters the solve is done in the smaller space: for
+  ``N < P`` by the push-through (Woodbury) identity
+  ``delta = O^T (O O^T + lambda I)^{-1} eps`` (one ``N x N`` Cholesky), else by a ``P x P``
+  Cholesky.
+* ``tdvp``: one such solve per step at ``theta = theta_t``, where ``f = -log(1 + h E)``: the
+  damped least-squares fit ``O delta ~ -eps`` of the change of ``log P``.
+  ``lambda = damping * trace(S) / min(N, P)`` (relative to the mean nonzero eigenvalue).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+
+from ..errors import CupyssaError
+from .autoregressive import NADE, MADE, AutoregressiveModel
+from .sampling import effective_sample_size, psis
+
+__all__ = ["CMEProblem", "VANOptions", "VANError", "evolve", "local_energy", "natural_direction"]
+
+
+class VANError(CupyssaError, ValueError):
+    """Invalid input to the VAN solver (caps, times, options, checkpoint mismatch)."""
+
+
+@dataclass
+class CMEProblem:
+    """A CME on a box.
+
+    Attributes
+    ----------
+    network : ReactionNetwork
+    x0 : [S] int64 initial state
+    theta : [P] rate parameters (the network's parameter vector)
+    caps : [S] int64, states satisfy ``0 <= n_i < caps[i]``
+    params_at : callable ``t -> theta [P]``, optional
+        Time-dependent parameters (held constant over each step at its left end).
+    """
+
+    network: object
+    x0: np.ndarray
+    theta: np.ndarray
+    caps: np.ndarray
+    params_at: Callable | None = None
+
+    def rates(self, t: float) -> np.ndarray:
+        return self.theta if self.params_at is None else np.asarray(self.params_at(t), dtype=float)
+
+
+@dataclass
+class VANOptions:
+    """Options of :func:`evolve` (see the module docstring for the equations)."""
+
+    method: str = "tdvp"
+    dt: float = 1e-2
+    n_samples: int = 1000
+    n_iter: int = 1  # per time step (natgrad, adam)
+    lr: float = 1.0  # natgrad step; adam learning rate when method == "adam"
+    damping: float = 1e-3
+    courant: float = 0.2
+    floor: float = 1e-2
+    sampling: str = "exact"  # "exact", "enumerate", "tempered"
+    alpha: float = 0.8
+    eps: float = 0.02
+    adam_betas: tuple = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    checkpoint: str | None = None
+    checkpoint_every: int = 100
+    progress: bool = False
+    seed: int = 0
+    callback: Callable | None = None  # callback(step, t, model) after every step
+    extra: dict = field(default_factory=dict)
+
+    def validate(self):
+        if self.method not in ("tdvp", "natgrad", "adam"):
+            raise VANError(f"unknown method {self.method!r}; choose 'tdvp', 'natgrad' or 'adam'")
+        if self.sampling not in ("exact", "enumerate", "tempered"):
+            raise VANError(f"unknown sampling {self.sampling!r}; choose 'exact', 'enumerate' or "
+                           "'tempered'")
+        for name in ("dt", "n_samples", "n_iter", "lr", "courant", "floor"):
+            if not getattr(self, name) > 0:
+                raise VANError(f"option {name} must be positive, got {getattr(self, name)}")
+        if self.damping < 0:
+            raise VANError(f"damping must be non-negative, got {self.damping}")
+
+
+# -- the CME operator on samples --------------------------------------------------------------
+def local_energy(model: AutoregressiveModel, network, theta, n, log_p_n=None):
+    """``E(n) = sum_k a_k(n - s_k) P(n - s_k)/P(n) - sum_k a_k(n)`` under the reflecting box.
+
+    Parameters
+    ----------
+    model : the (frozen) current distribution ``P_t``
+    network : ReactionNetwork
+    theta : [P] rate parameters
+    n : [N, S] states inside the box
+    log_p_n : [N] ``log P_t(n)`` if already known
+
+    Returns
+    -------
+    E : [N]
+    """
+    s = network.stoichiometry  # [K, S]
+    N, S = n.shape
+    K = s.shape[0]
+    caps = model.caps
+    if log_p_n is None:
+        log_p_n = model.log_prob(n)
+    a_n = network.propensities(n, theta)  # [N, K]
+    out_ok = model.in_box(n[:, None, :] + s[None])  # [N, K]
+    m = n[:, None, :] - s[None]  # [N, K, S] predecessors
+    in_ok = np.all((m >= 0) & (m < caps), axis=-1)
+    m_safe = np.where(in_ok[:, :, None], m, n[:, None, :])
+    flat = m_safe.reshape(-1, S)
+    a_m = network.propensities(flat, theta).reshape(N, K, K)
+    a_in = np.einsum("nkk->nk", a_m)
+    lp_m = model.log_prob(flat).reshape(N, K)
+    ratio = np.exp(np.minimum(lp_m - log_p_n[:, None], 700.0))
+    inflow = np.sum(np.where(in_ok, a_in * ratio, 0.0), axis=1)
+    outflow = np.sum(np.where(out_ok, a_n, 0.0), axis=1)
+    return inflow - outflow
+
+
+def natural_direction(G, f, w, damping):
+    """Solve ``(O^T O + lambda I) delta = O^T eps`` (see module docstring).
+
+    Parameters
+    ----------
+    G : [N, P] per-sample gradients; f : [N] values; w : [N] normalized weights
+    damping : relative damping; ``lambda = damping * trace(O^T O) / min(N, P)``
+
+    Returns
+    -------
+    delta : [P]; grad : [P] the plain gradient ``O^T eps``
+    """
+    sw = np.sqrt(w)
+    O = sw[:, None] * (G - w @ G)
+    e = sw * (f - w @ f)
+    N, P = O.shape
+    grad = O.T @ e
+    tr = float(np.einsum("ij,ij->", O, O))
+    lam = damping * tr / min(N, P) + 1e-12 * (tr / min(N, P) + 1.0)
+    if N < P:
+        T = O @ O.T
+        T[np.diag_indices(N)] += lam
+        return O.T @ cho_solve(cho_factor(T, lower=True), e), grad
+    A = O.T @ O
+    A[np.diag_indices(P)] += lam
+    return cho_solve(cho_factor(A, lower=True), grad), grad
+
+
+# -- sampling ---------------------------------------------------------------------------------
+def _draw(model, opts, rng, enumerated):
+    """Samples and normalized weights ``w`` (``sum w = 1``) for expectations under ``P_theta``."""
+    if opts.sampling == "enumerate":
+        n = enumerated
+        lp = model.log_prob(n) * opts.extra.get("beta", 1.0)
+        w = np.exp(lp - lp.max())
+        return n, w / w.sum(), {}
+    if opts.sampling == "tempered":
+        n, lp, lq = model.sample(opts.n_samples, rng, alpha=opts.alpha, eps=opts.eps)
+        lw, khat = psis(lp - lq)
+        w = np.exp(lw)
+        return n, w, {"khat": khat, "ess": effective_sample_size(w)}
+    n, _, _ = model.sample(opts.n_samples, rng)
+    return n, np.full(len(n), 1.0 / len(n)), {}
+
+
+def _weighted_quantile(x, w, q):
+    order = np.argsort(x)
+    c = np.cumsum(w[order])
+    return x[order][min(np.searchsorted(c, q * c[-1]), len(x) - 1)]
+
+
+# -- initial condition ------------------------------------------------------------------------
+def point_mass_log_probs(x0, caps, width: float):
+    """Per-species ``log p_i(m) ∝ -|m - x0_i| / width`` (normalized): a smoothed point mass."""
+    out = []
+    for xi, Mi in zip(x0, caps):
+        z = -np.abs(np.arange(Mi) - xi) / width
+        out.append(z - np.log(np.exp(z - z.max()).sum()) - z.max())
+    return out
+
+
+def fit_initial(model, log_p0, opts, rng, n_iter=200, enumerated=None):
+    """Fit ``P_theta`` to a user distribution ``log_p0(states [N, S]) -> [N]`` by natural
+    gradient on ``KL(P_theta || p0)`` (``f = log P_theta - log p0``)."""
+    for _ in range(n_iter):
+        n, w, _ = _draw(model, opts, rng, enumerated)
+        lp, G = model.log_prob_and_grad(n)
+        delta, _ = natural_direction(G, lp - np.asarray(log_p0(n), dtype=float), w, opts.damping)
+        model.theta -= 0.5 * delta
+    return model
+
+
+# -- one step ---------------------------------------------------------------------------------
+def _step(model, prob, opts, t, h_max, rng, enumerated, adam, stats):
+    frozen = model.copy()
+    rates = prob.rates(t)
+    n, w, info = _draw(model, opts, rng, enumerated)
+    lp_frozen = frozen.log_prob(n)
+    E = local_energy(frozen, prob.network, rates, n, lp_frozen)
+    absE = np.abs(E)
+    scale = _weighted_quantile(absE, w, 0.99)
+    h = h_max if scale * h_max <= opts.courant else opts.courant / scale
+    for it in range(opts.n_iter if opts.method != "tdvp" else 1):
+        if it > 0:
+            n, w, info = _draw(model, opts, rng, enumerated)
+            lp_frozen = frozen.log_prob(n)
+            E = local_energy(frozen, prob.network, rates, n, lp_frozen)
+        one = 1.0 + h * E
+        stats["n_clamped"] += int(np.sum(one < opts.floor))
+        log_target = lp_frozen + np.log(np.maximum(one, opts.floor))
+        lp, G = model.log_prob_and_grad(n)
+        f = lp - log_target
+        if opts.method == "adam":
+            sw = np.sqrt(w)
+            grad = (sw[:, None] * (G - w @ G)).T @ (sw * (f - w @ f))
+            b1, b2 = opts.adam_betas
+            adam["k"] += 1
+            adam["m"] = b1 * adam["m"] + (1 - b1) * grad
+            adam["v"] = b2 * adam["v"] + (1 - b2) * grad ** 2
+            mhat = adam["m"] / (1 - b1 ** adam["k"])
+            vhat = adam["v"] / (1 - b2 ** adam["k"])
+            model.theta -= opts.lr * mhat / (np.sqrt(vhat) + opts.adam_eps)
+        else:
+            delta, _ = natural_direction(G, f, w, opts.damping)
+            model.theta -= (1.0 if opts.method == "tdvp" else opts.lr) * delta
+        if "ess" in info:
+            stats["min_ess"] = min(stats.get("min_ess", np.inf), info["ess"])
+            stats["max_khat"] = max(stats.get("max_khat", -np.inf), info["khat"])
+    return h
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+def _save_checkpoint(path, state):
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **{k: v for k, v in state.items() if k != "rng"},
+             rng=np.array(json.dumps(state["rng"])))
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path, model, t_eval):
+    with np.load(path, allow_pickle=False) as z:
+        state = {k: z[k] for k in z.files}
+    if state["theta"].shape != model.theta.shape or not np.array_equal(state["caps"], model.caps):
+        raise VANError(f"checkpoint {path!r} was written for a different model (parameters or caps)")
+    if not np.array_equal(state["t_eval"], t_eval):
+        raise VANError(f"checkpoint {path!r} was written for a different t_eval")
+    state["rng"] = json.loads(str(state["rng"]))
+    return state
+
+
+# -- the driver -------------------------------------------------------------------------------
+def evolve(prob: CMEProblem, model: AutoregressiveModel, t_eval, opts: VANOptions):
+    """Evolve ``model`` (holding ``P_{t_eval[0]}``) through ``t_eval``.
+
+    Returns
+    -------
+    thetas : [T, n_params] the model parameters at each time of ``t_eval``
+    stats : dict (steps, wall time, clamped count, ESS / khat with tempered sampling, ...)
+    """
+    opts.validate()
+    t_eval = np.asarray(t_eval, dtype=float)
+    rng = np.random.default_rng(opts.seed)
+    enumerated = model.enumerate_states() if opts.sampling == "enumerate" else None
+    P = model.n_params
+    adam = {"k": 0, "m": np.zeros(P), "v": np.zeros(P)}
+    thetas = np.zeros((len(t_eval), P))
+    thetas[0] = model.theta
+    t, step, k_next = float(t_eval[0]), 0, 1
+    stats = {"n_clamped": 0, "steps": 0}
+    if opts.checkpoint and os.path.exists(opts.checkpoint):
+        st = _load_checkpoint(opts.checkpoint, model, t_eval)
+        model.theta = st["theta"].copy()
+        thetas = st["thetas"].copy()
+        t, step, k_next = float(st["t"]), int(st["step"]), int(st["k_next"])
+        adam = {"k": int(st["adam_k"]), "m": st["adam_m"].copy(), "v": st["adam_v"].copy()}
+        stats["n_clamped"] = int(st["n_clamped"])
+        rng.bit_generator.state = st["rng"]
+        stats["resumed_from_step"] = step
+    bar = None
+    if opts.progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=float(t_eval[-1] - t_eval[0]), initial=t - t_eval[0], unit="t",
+                   desc=f"VAN {opts.method}")
+    start = time.perf_counter()
+    try:
+        while k_next < len(t_eval):
+            t_next = float(t_eval[k_next])
+            h_max = min(opts.dt, t_next - t)
+            h = _step(model, prob, opts, t, h_max, rng, enumerated, adam, stats)
+            t = t_next if h >= t_next - t - 1e-12 * max(1.0, abs(t_next)) else t + h
+            step += 1
+            if bar is not None:
+                bar.update(h)
+            while k_next < len(t_eval) and t >= t_eval[k_next]:
+                thetas[k_next] = model.theta
+                k_next += 1
+            if not np.all(np.isfinite(model.theta)):
+                raise VANError(f"parameters became non-finite at t={t:.6g} (step {step}); "
+                               "reduce dt or courant, or increase damping")
+            if opts.checkpoint and step % opts.checkpoint_every == 0:
+                _save_checkpoint(opts.checkpoint, {
+                    "theta": model.theta, "thetas": thetas, "t": np.array(t), "step": np.array(step),
+                    "k_next": np.array(k_next), "adam_k": np.array(adam["k"]), "adam_m": adam["m"],
+                    "adam_v": adam["v"], "caps": model.caps, "t_eval": t_eval,
+                    "n_clamped": np.array(stats["n_clamped"]), "rng": rng.bit_generator.state})
+            if opts.callback is not None:
+                opts.callback(step, t, model)
+    finally:
+        if bar is not None:
+            bar.close()
+    stats["steps"] = step
+    stats["wall_time"] = time.perf_counter() - start
+    return thetas, stats
+
+
+def make_model(kind: str, caps, rng, **kw) -> AutoregressiveModel:
+    """``"nade"`` (``hidden``) or ``"made"`` (``width``, ``depth``)."""
+    if kind == "nade":
+        return NADE(caps, hidden=kw.get("hidden", 32), rng=rng)
+    if kind == "made":
+        return MADE(caps, width=kw.get("width", 32), depth=kw.get("depth", 2), rng=rng)
+    raise VANError(f"unknown model {kind!r}; choose 'nade' or 'made'")

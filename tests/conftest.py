@@ -1,0 +1,36 @@
+"""Shared statistical helpers for the tests."""
+
+import numpy as np
+from scipy import stats
+
+
+def chisquare_pvalue(counts, probs, min_expected=5.0):
+    """Chi-square goodness-of-fit p-value of ``counts`` (over states 0..K-1) against ``probs``.
+
+    Adjacent states are pooled left to right until each pooled bin expects at least
+    ``min_expected`` counts (the usual validity condition of the chi-square approximation); a
+    short remainder joins the last bin, and any probability mass outside the listed states forms
+    a bin of its own when it expects enough counts.
+    """
+    counts = np.asarray(counts, dtype=float)
+    probs = np.asarray(probs, dtype=float)
+    n = counts.sum()
+    obs, exp = [], []
+    co = ce = 0.0
+    for c, p in zip(counts, probs * n):
+        co += c
+        ce += p
+        if ce >= min_expected:
+            obs.append(co)
+            exp.append(ce)
+            co = ce = 0.0
+    if obs:
+        obs[-1] += co
+        exp[-1] += ce
+    outside = n - sum(exp)
+    if outside >= min_expected:
+        obs.append(0.0)
+        exp.append(outside)
+    else:
+        exp[-1] += outside
+    return stats.chisquare(obs, exp).pvalue

@@ -1,0 +1,215 @@
+"""Exact SSA: statistics against analytic laws and exact distributions, backend agreement,
+reproducibility, and clear errors.
+
+Statistical tolerances. With fixed seeds every test is deterministic; the thresholds are chosen
+so that a correct simulator fails with negligible probability over the seeds one might pick:
+ensemble means are z-tested, ``z = (mean - mu) / (sigma / sqrt(n))``, ``|z| < 4`` at each of ~10
+times (two-sided P(|z| > 4) = 6.3e-5 per time); sample variances are tested through
+``Y = sqrt(n/2) (S^2 / sigma^2 - 1)``, ``|Y| < 5`` (DSMTS criterion; for a Poisson law the exact
+standard error of S^2 is used instead); histograms by chi-square with p > 1e-4.
+"""
+
+import numba
+import numpy as np
+import pytest
+from scipy import linalg, stats
+
+import cupyssa as cs
+from conftest import chisquare_pvalue
+from cupyssa.errors import InitialStateError, MaxStepsExceeded, ParameterError, SimulationError
+
+N = 20_000
+
+
+def test_immigration_death_mean_and_variance_are_poisson():
+    k, g = 10.0, 0.1
+    t = np.linspace(1.0, 30.0, 10)
+    res = cs.simulate(cs.models.immigration_death(k, g), t_eval=t, n_trajectories=N, seed=11)
+    X = res["X"].astype(float)
+    lam = k / g * (1 - np.exp(-g * t))  # X(t) ~ Poisson(lam(t)) from X(0) = 0
+    z = (X.mean(0) - lam) / np.sqrt(lam / N)
+    assert np.all(np.abs(z) < 4), z
+    # Var(S^2) = (mu4 - sigma^4 (n-3)/(n-1)) / n with mu4 = lam (1 + 3 lam) for a Poisson law
+    se = np.sqrt((lam * (1 + 3 * lam) - lam ** 2 * (N - 3) / (N - 1)) / N)
+    zv = (X.var(0, ddof=1) - lam) / se
+    assert np.all(np.abs(zv) < 4), zv
+
+
+def test_birth_death_mean_and_variance():
+    b, d, x0 = 0.1, 0.12, 100
+    t = np.linspace(1.0, 10.0, 10)
+    res = cs.simulate(cs.models.birth_death(b, d, x0), t_eval=t, n_trajectories=N, seed=5)
+    X = res["X"].astype(float)
+    r = b - d
+    mu = x0 * np.exp(r * t)
+    var = x0 * (b + d) / r * np.exp(r * t) * (np.exp(r * t) - 1)  # linear birth-death
+    z = np.sqrt(N) * (X.mean(0) - mu) / np.sqrt(var)
+    Y = np.sqrt(N / 2) * (X.var(0, ddof=1) / var - 1)
+    assert np.all(np.abs(z) < 4), z
+    assert np.all(np.abs(Y) < 5), Y
+
+
+def test_immigration_death_stationary_law_is_poisson():
+    # start every trajectory from a Poisson(k/g) draw: the stationary law, so X(t) is exactly
+    # Poisson(k/g) at every t and one sample per trajectory gives an i.i.d. sample
+    k, g = 10.0, 0.1
+    x0 = np.random.default_rng(3).poisson(k / g, size=N)
+    res = cs.simulate(cs.models.immigration_death(k, g), x0={"X": x0}, t_eval=[5.0],
+                      n_trajectories=N, seed=2)
+    x = res["X"][:, 0]
+    counts = np.bincount(x, minlength=300)[:300]
+    assert counts.sum() == N
+    assert chisquare_pvalue(counts, stats.poisson.pmf(np.arange(300), k / g)) > 1e-4
+
+
+def dense_dimerization_law(A0, k1, k2, times):
+    """Exact distribution of B(t) for 2A -> B, B -> 2A from (A0, 0): expm of the generator on the
+    reachable states B = 0..A0//2 (A = A0 - 2B)."""
+    nB = A0 // 2 + 1
+    Q = np.zeros((nB, nB))
+    for B in range(nB):
+        A = A0 - 2 * B
+        fwd, back = k1 * A * (A - 1) / 2, k2 * B
+        if B + 1 < nB:
+            Q[B + 1, B] += fwd
+        Q[B, B] -= fwd
+        if B > 0:
+            Q[B - 1, B] += back
+        Q[B, B] -= back
+    p0 = np.zeros(nB)
+    p0[0] = 1
+    return np.array([linalg.expm(Q * t) @ p0 for t in times])
+
+
+@pytest.mark.parametrize("backend, n", [("cpu", N), ("numpy", 4000)])
+def test_dimerization_matches_exact_distribution(backend, n):
+    A0, k1, k2 = 20, 0.1, 0.5
+    times = np.array([0.05, 0.2, 1.0, 3.0])
+    res = cs.simulate(cs.models.dimerization(k1, k2, A0), t_eval=times, n_trajectories=n,
+                      seed=17, backend=backend)
+    assert (res["A"] + 2 * res["B"] == A0).all()
+    p = dense_dimerization_law(A0, k1, k2, times)
+    for m in range(len(times)):
+        counts = np.bincount(res["B"][:, m], minlength=p.shape[1])
+        assert chisquare_pvalue(counts, p[m]) > 1e-4, m
+
+
+def test_vilar_oscillator_oscillates():
+    t = np.arange(0.0, 400.01, 0.5)
+    res = cs.simulate(cs.models.vilar_oscillator(), t_eval=t, n_trajectories=8, seed=1)
+    R = res["R"][:, t >= 50].astype(float)
+    R -= R.mean(axis=1, keepdims=True)
+    lags = np.arange(80)
+    ac = np.array([np.mean([x[:x.size - L] @ x[L:] / (x @ x) for x in R]) for L in lags])
+    # a non-oscillating (e.g. Ornstein-Uhlenbeck-like) signal has ac(L) = exp(-L/tau) >= 0, and the
+    # sample autocorrelation of 8 x 350 h of signal has a standard error of a few 0.01; the
+    # circadian oscillator (period ~ 24 h) must show a trough near half a period and a peak
+    # near one period
+    trough = lags[(lags * 0.5 >= 6) & (lags * 0.5 <= 18)]
+    peak = lags[(lags * 0.5 >= 18) & (lags * 0.5 <= 32)]
+    assert ac[trough].min() < -0.3
+    assert ac[peak].max() > 0.3
+
+
+@pytest.mark.parametrize("model", [cs.models.dimerization(A0=60, k1=0.01), cs.models.telegraph(),
+                                   cs.models.schlogl_lattice((3,), x0=20)])
+def test_cpu_and_numpy_backends_give_identical_trajectories(model):
+    t = np.linspace(0, 0.5, 6)
+    a = cs.simulate(model, t_eval=t, n_trajectories=300, seed=123, backend="cpu")
+    b = cs.simulate(model, t_eval=t, n_trajectories=300, seed=123, backend="numpy")
+    np.testing.assert_array_equal(a.states, b.states)
+    np.testing.assert_array_equal(a.n_events, b.n_events)
+
+
+def test_hill_mm_neural_laws_agree_across_backends():
+    net = cs.ReactionNetwork.from_string("""
+        G -> G + P ; hill(P, vmax, K, n)
+        G -> G + Q ; hillr(P, vmax, K, n)
+        P -> 0 ; mm(P, vm, Km)
+        Q -> 0 ; g
+        0 -> Y ; neural(sigmoid, kk, b, w1*P, w2*Q)
+        Y -> 0 ; g
+    """)
+    params = dict(vmax=20.0, K=10.0, n=2.5, vm=8.0, Km=5.0, g=0.5, kk=10.0, b=-1.0, w1=0.1, w2=-0.05)
+    x0 = dict(G=1, P=0, Q=0, Y=0)
+    t = np.linspace(0, 5, 6)
+    a = cs.simulate(net, x0, t, params, n_trajectories=200, seed=4, backend="cpu")
+    b = cs.simulate(net, x0, t, params, n_trajectories=200, seed=4, backend="numpy")
+    np.testing.assert_array_equal(a.states, b.states)
+    assert a["Q"][:, -1].mean() > 1 and a["Y"][:, -1].mean() > 1  # the laws produced events
+
+
+def test_reproducible_across_threads_chunks_and_slices():
+    model = cs.models.dimerization(A0=200, k1=0.005)
+    t = np.linspace(0, 2, 5)
+    ref = cs.simulate(model, t_eval=t, n_trajectories=1000, seed=99)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = cs.simulate(model, t_eval=t, n_trajectories=1000, seed=99)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(ref.states, one.states)
+    chunked = cs.simulate(model, t_eval=t, n_trajectories=1000, seed=99, chunk_size=37)
+    np.testing.assert_array_equal(ref.states, chunked.states)
+    tail = cs.simulate(model, t_eval=t, n_trajectories=400, seed=99, first_trajectory=600)
+    np.testing.assert_array_equal(ref.states[600:], tail.states)
+    other = cs.simulate(model, t_eval=t, n_trajectories=1000, seed=100)
+    assert (other.states != ref.states).any()
+    assert ref.seed == 99 and cs.simulate(model, t_eval=t).seed is not None
+
+
+def test_per_trajectory_parameters_and_initial_states():
+    model = cs.models.immigration_death()
+    ks = np.array([0.0, 5.0, 50.0])
+    res = cs.simulate(model, t_eval=[0.0, 100.0], params={"k": np.repeat(ks, 2000)}, seed=1)
+    assert res.n_trajectories == 6000
+    means = res["X"][:, 1].reshape(3, 2000).mean(1)
+    lam = ks / 0.1 * (1 - np.exp(-10.0))
+    assert means[0] == 0
+    assert np.all(np.abs(means[1:] - lam[1:]) / np.sqrt(lam[1:] / 2000) < 4)
+    x0 = cs.simulate(model, x0={"X": [3, 7]}, t_eval=[0.0], seed=1).states[:, 0, 0]
+    np.testing.assert_array_equal(x0, [3, 7])
+    with pytest.raises(ParameterError, match="disagree"):
+        cs.simulate(model, x0={"X": [3, 7]}, params={"k": [1.0, 2.0, 3.0]}, t_eval=[1.0])
+
+
+def test_right_continuous_observation_and_absorbing_state():
+    # X -> 0 from X = 1: the single event time is Exp(g); the state at t is 1 iff t < event
+    model = cs.models.immigration_death(k=0.0, g=1.0, x0=1)
+    res = cs.simulate(model, t_eval=[0.0, 0.5, 1.0, 50.0], n_trajectories=N, seed=8)
+    survive = res["X"].mean(0)
+    z = (survive - np.exp(-res.t)) / np.sqrt(np.exp(-res.t) * (1 - np.exp(-res.t)) / N + 1e-300)
+    assert survive[0] == 1 and survive[-1] == 0
+    assert np.all(np.abs(z[1:3]) < 4)
+    assert (res.n_events <= 1).all()
+
+
+def test_errors_are_clear():
+    model = cs.models.dimerization()
+    t = np.linspace(0, 50, 11)
+    with pytest.raises(MaxStepsExceeded, match="trajectory 0 reached max_steps=50"):
+        cs.simulate(model, t_eval=t, n_trajectories=4, seed=0, max_steps=50)
+    for backend in ("cpu", "numpy"):
+        net = cs.ReactionNetwork.from_string("A -> B ; mm(C, v, K)")
+        with pytest.raises(SimulationError, match="reaction 'R0' .* negative"):
+            cs.simulate(net, {"A": 1, "B": 0, "C": 5}, [0.0, 100.0], {"v": 1.0, "K": 1.0},
+                        n_trajectories=3, seed=1, backend=backend)
+        bad = cs.ReactionNetwork.from_string("0 -> A ; hill(A, v, K, n)")
+        with pytest.raises(SimulationError, match="propensity of reaction 'R0' is negative, NaN"):
+            # A^n / (K^n + A^n) = 0 / 0 at A = 0, K = 0, n = 1
+            cs.simulate(bad, {"A": 0}, [1.0], {"v": 1.0, "K": 0.0, "n": 1.0}, seed=1, backend=backend)
+    with pytest.raises(ParameterError, match="sorted"):
+        cs.simulate(model, t_eval=[1.0, 0.5])
+    with pytest.raises(ParameterError, match="NaN"):
+        cs.simulate(model, t_eval=[0.0, np.nan])
+    with pytest.raises(ParameterError, match="non-negative"):
+        cs.simulate(model, t_eval=t, params={"k1": -1.0})
+    with pytest.raises(InitialStateError, match="unknown species 'C'"):
+        cs.simulate(model, x0={"C": 1}, t_eval=t)
+    with pytest.raises(ParameterError, match="seed"):
+        cs.simulate(model, t_eval=t, seed=-3)
+    with pytest.raises(ValueError, match="unknown backend"):
+        cs.simulate(model, t_eval=t, backend="gpu9000")
+    with pytest.raises(SimulationError, match="int64"):
+        cs.simulate(cs.models.immigration_death(g=0.0, x0=2 ** 31 - 1), t_eval=[0.0, 1.0], seed=1)

@@ -1,7 +1,11 @@
 """cupyssa: exact batched stochastic simulation of chemical reaction networks, gradients
 through exact trajectories, and chemical master equation solvers."""
 
-from ._version import __version__
+from ._sourcetree import map_source_kernels as _map_source_kernels
+
+_map_source_kernels()
+
+from ._version import __version__  # noqa: E402
 from .errors import (CupyssaError, InitialStateError, MaxStepsExceeded, NetworkError,
                      ParameterError, ParseError, SimulationError)
 from .network import ReactionNetwork, Reaction
@@ -11,7 +15,8 @@ from . import cme, models
 from .ratelaws import Hill, HillRepression, MassAction, MichaelisMenten, Neural, RateLaw
 
 __all__ = [
-    "__version__", "simulate", "SimulationResult", "models", "cme", "ReactionNetwork", "Reaction", "RateLaw", "MassAction", "Hill",
+    "__version__", "simulate", "SimulationResult", "models", "cme", "ReactionNetwork", "Reaction",
+    "RateLaw", "MassAction", "Hill",
     "HillRepression", "MichaelisMenten", "Neural", "CupyssaError", "NetworkError", "ParseError",
     "ParameterError", "InitialStateError", "SimulationError", "MaxStepsExceeded",
 ]

@@ -66,7 +66,7 @@ def vilar_oscillator() -> Model:
     """Vilar–Kueh–Barkai–Leibler circadian oscillator (PNAS 99, 5988, 2002): 9 species,
     16 reactions, the paper's standard rates; one copy of each gene."""
     return _model("""
-        alphaA = 50      
+        alphaA = 50
         alphapA = 500
         alphaR = 0.01
         alphapR = 50

@@ -127,7 +127,8 @@ def parse_network(text: str, net):
         try:
             assign = _ASSIGN.match(body)
             if assign and "->" not in body:
-                pending_defaults.append((bool(assign.group(1)), assign.group(2), assign.group(3), number, line))
+                pending_defaults.append((bool(assign.group(1)), assign.group(2), assign.group(3),
+                                         number, line))
                 continue
             label = _LABEL.match(body)
             name = None

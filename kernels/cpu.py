@@ -9,6 +9,7 @@ import numpy as np
 
 from . import philox, propensity, trajectory
 from .targets import retarget
+from .trajectory import simulate_trajectory
 
 #: the shared device-level source, callees first
 DEVICE_FUNCTIONS = [

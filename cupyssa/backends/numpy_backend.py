@@ -35,7 +35,8 @@ def simulate_segment(network, seg, t_stop, t_eval, seed, max_steps):
         return keep
 
     while active.size:
-        a = network.propensities(x[active], theta[active])
+        with np.errstate(all="ignore"):  # NaN/inf/negative propensities are reported just below
+            a = network.propensities(x[active], theta[active])
         bad = ~((a >= 0.0) & (a < np.inf))
         keep = retire(bad.any(axis=1), codes.BAD_PROPENSITY, bad.argmax(axis=1))
         a = a[keep]

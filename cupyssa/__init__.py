@@ -11,11 +11,12 @@ from .errors import (CupyssaError, InitialStateError, MaxStepsExceeded, NetworkE
 from .network import ReactionNetwork, Reaction
 from .result import SimulationResult
 from .simulate import simulate
-from . import cme, models
+from . import cme, losses, models
+from .gradients import Gradient, value_and_grad
 from .ratelaws import Hill, HillRepression, MassAction, MichaelisMenten, Neural, RateLaw
 
 __all__ = [
-    "__version__", "simulate", "SimulationResult", "models", "cme", "ReactionNetwork", "Reaction",
+    "__version__", "simulate", "SimulationResult", "models", "cme", "losses", "value_and_grad", "Gradient", "ReactionNetwork", "Reaction",
     "RateLaw", "MassAction", "Hill",
     "HillRepression", "MichaelisMenten", "Neural", "CupyssaError", "NetworkError", "ParseError",
     "ParameterError", "InitialStateError", "SimulationError", "MaxStepsExceeded",

@@ -7,26 +7,34 @@ any thread count and any chunking of the batch.
 import numba
 import numpy as np
 
-from . import philox, propensity, trajectory
+from . import backward, philox, propensity, trajectory
 from .targets import retarget
+from .backward import replay_trajectory
 from .trajectory import simulate_trajectory
 
 #: the shared device-level source, callees first
 DEVICE_FUNCTIONS = [
     philox.philox4x32, philox.words_to_uniform, philox.uniform_pair,
     propensity.expression_propensity, propensity.propensity, trajectory.event_trigger,
-    trajectory.select_reaction, trajectory.all_propensities, trajectory.simulate_trajectory,
+    trajectory.select_reaction, trajectory.all_propensities, trajectory.window_cdf,
+    trajectory.window_density, trajectory.simulate_trajectory,
+    propensity.falling_ratio, propensity.falling_ratio_derivative, propensity.expression_adjoint,
+    propensity.propensity_adjoint, backward.conditional_softmax, backward.add_kernel_time_terms,
+    backward.add_kernel_state_terms, backward.step_adjoint, backward.linear_obs_terms,
+    backward.replay_trajectory,
 ]
 
 
-def simulate_batch(x, theta, first, t, k, obs, t_stop, t_eval, seed_lo, seed_hi, max_steps,
-                   count_limit, tab, states, tape, t_checkpoints, checkpoint_every, status,
-                   fail_reaction):
+def simulate_batch(x, theta, first, t, k, obs, t_stop, horizon, t_eval, seed_lo, seed_hi,
+                   max_steps, count_limit, tab, states, tape, t_checkpoints, checkpoint_every,
+                   obs_step, obs_frac, obs_next, width, smooth, status, fail_reaction):
     """Advance ``N = x.shape[0]`` trajectories (global indices ``first + n``) by one segment.
 
     In/out ``[N]``-arrays: ``x [N, S]`` states, ``t`` times, ``k`` step counters, ``obs`` next grid
-    index; out: ``states [N, T, S]``, ``tape [N, L]``, ``t_checkpoints [N, L // C + 1]``, ``status``,
-    ``fail_reaction``. ``theta`` is ``[1 or N, P]`` (broadcast row or one row per trajectory).
+    index; out: ``states [N, T, S]``, ``status``, ``fail_reaction``, and the records of
+    :func:`~cupyssa.kernels.trajectory.simulate_trajectory` with a leading ``[N]`` axis (``tape``,
+    ``t_checkpoints``, ``obs_step``, ``obs_frac``, ``obs_next``, ``smooth``). ``theta`` is
+    ``[1 or N, P]`` (broadcast row or one row per trajectory).
     """
     N = x.shape[0]
     M = tab.law_kind.shape[0]
@@ -34,15 +42,44 @@ def simulate_batch(x, theta, first, t, k, obs, t_stop, t_eval, seed_lo, seed_hi,
         a = np.empty(M)
         # row n of theta, or the single broadcast row
         it = n * (theta.shape[0] > 1)
+        rec = (tape[n], t_checkpoints[n], checkpoint_every, obs_step[n], obs_frac[n], obs_next[n],
+               width, smooth[n])
         st, kn, tn, r, ob = simulate_trajectory(first + n, x[n], theta[it], t[n], k[n], obs[n],
-                                                t_stop, t_eval, states[n], a, seed_lo, seed_hi,
-                                                max_steps, count_limit, tape[n], t_checkpoints[n],
-                                                checkpoint_every, tab)
+                                                t_stop, horizon, t_eval, states[n], a, seed_lo,
+                                                seed_hi, max_steps, count_limit, rec, tab)
         status[n] = st
         k[n] = kn
         t[n] = tn
         fail_reaction[n] = r
         obs[n] = ob
+
+
+def replay_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpoint_every,
+                 obs_step, obs_frac, t_eval, G, mode, width, horizon, estimator, inv_temp, weights,
+                 seed_lo, seed_hi, tab, grads, x_start, t_start):
+    """Reverse sweeps of ``N`` recorded trajectories (see
+    :func:`~cupyssa.kernels.backward.replay_trajectory`); trajectory ``n`` writes its gradient
+    contribution to ``grads[n]`` and its recovered initial state and time to ``x_start[n]``,
+    ``t_start[n]``. ``G`` is ``[N, T, S]`` (straight-through) or ``[N, 0, S]`` (score)."""
+    N = x_final.shape[0]
+    M = tab.law_kind.shape[0]
+    S = x_final.shape[1]
+    for n in numba.prange(N):
+        a = np.empty(M)
+        y = np.empty(M)
+        s = np.empty(M)
+        xbar = np.empty(S)
+        g = grads[n]
+        g[:] = 0.0
+        x = x_final[n].copy()
+        it = n * (theta.shape[0] > 1)
+        t_start[n] = replay_trajectory(first + n, x, theta[it], t_final[n], K[n], tape[n],
+                                       t_checkpoints[n], checkpoint_every, obs_step[n],
+                                       obs_frac[n], t_eval, G[n], mode, width, horizon, estimator,
+                                       inv_temp, weights[n], seed_lo, seed_hi, a, y, s, xbar, g,
+                                       tab)
+        for i in range(S):
+            x_start[n, i] = x[i]
 
 
 def build(provided=None, cache=True):
@@ -57,8 +94,10 @@ def build(provided=None, cache=True):
     options = dict(cache=cache, nogil=True, error_model="numpy")
     tag = "cpu_" + "_".join(f"{k}{v}" for k, v in sorted(options.items()) if k != "cache")
     device = retarget(DEVICE_FUNCTIONS, numba.njit(**options), provided, tag)
-    batch = retarget([simulate_batch], numba.njit(parallel=True, **options), vars(device), tag)
+    batch = retarget([simulate_batch, replay_batch], numba.njit(parallel=True, **options),
+                     vars(device), tag)
     device.simulate_batch = batch.simulate_batch
+    device.replay_batch = batch.replay_batch
     return device
 
 

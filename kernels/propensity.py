@@ -16,6 +16,12 @@ def expression_propensity(j, x, theta):
     return math.nan
 
 
+def expression_adjoint(j, x, theta, abar, xbar, gbar, with_x):
+    """Reverse-mode step through a code-generated law (see :func:`expression_propensity`);
+    this default has none."""
+    gbar[0] += math.nan
+
+
 def propensity(j, x, theta, tab):
     """``a_j(x; theta)`` (float64)."""
     kind = tab.law_kind[j]
@@ -58,3 +64,106 @@ def propensity(j, x, theta, tab):
     else:
         f = math.nan
     return theta[par[0]] * f
+
+
+def falling_ratio(n, order):
+    """``C(n, order)`` as the polynomial ``n (n-1) ... (n-order+1) / order!``."""
+    c = 1.0
+    for q in range(order):
+        c = c * (n - q) / (q + 1)
+    return c
+
+
+def falling_ratio_derivative(n, order):
+    """``d/dn C(n, order) = sum_q prod_{r != q} (n - r) / order!``."""
+    total = 0.0
+    factorial = 1.0
+    for q in range(order):
+        factorial *= q + 1
+        term = 1.0
+        for r in range(order):
+            if r != q:
+                term *= n - r
+        total += term
+    return total / factorial
+
+
+def propensity_adjoint(j, x, theta, abar, xbar, gbar, with_x, tab):
+    """Reverse-mode step through ``a_j(x; theta)``: add ``abar * da_j/dtheta`` to ``gbar [P]`` and,
+    when ``with_x``, ``abar * da_j/dx`` (continuous extension) to ``xbar [S]``."""
+    kind = tab.law_kind[j]
+    par = tab.law_param[j]
+    if kind == MASS_ACTION:
+        k = theta[par[0]]
+        c = 1.0
+        for e in range(tab.reac_ptr[j], tab.reac_ptr[j + 1]):
+            c = c * falling_ratio(x[tab.reac_species[e]] * 1.0, tab.reac_order[e])
+        gbar[par[0]] += abar * c
+        if with_x:
+            for e in range(tab.reac_ptr[j], tab.reac_ptr[j + 1]):
+                others = 1.0
+                for e2 in range(tab.reac_ptr[j], tab.reac_ptr[j + 1]):
+                    if e2 != e:
+                        others *= falling_ratio(x[tab.reac_species[e2]] * 1.0, tab.reac_order[e2])
+                s = tab.reac_species[e]
+                xbar[s] += abar * k * others * falling_ratio_derivative(x[s] * 1.0, tab.reac_order[e])
+        return
+    if kind == HILL or kind == HILL_REPRESSION:
+        P = x[tab.law_species[j, 0]] * 1.0
+        vmax = theta[par[0]]
+        K = theta[par[1]]
+        n = theta[par[2]]
+        Pn = P ** n
+        Kn = K ** n
+        denom = (Kn + Pn) * (Kn + Pn)
+        sign = 1.0 if kind == HILL else -1.0
+        gbar[par[0]] += abar * (Pn if kind == HILL else Kn) / (Kn + Pn)
+        # d/dK [P^n/(K^n+P^n)] = -n K^(n-1) P^n / (K^n+P^n)^2
+        gbar[par[1]] += abar * sign * vmax * (-n * Kn / K * Pn / denom)
+        # d/dn [P^n/(K^n+P^n)] = P^n K^n (ln P - ln K) / (K^n+P^n)^2, -> 0 as P -> 0
+        if P > 0.0:
+            gbar[par[2]] += abar * sign * vmax * (Pn * Kn * (math.log(P) - math.log(K)) / denom)
+        if with_x:
+            if P > 0.0:
+                Pnm1 = P ** (n - 1.0)
+            elif n > 1.0:
+                Pnm1 = 0.0
+            elif n == 1.0:
+                Pnm1 = 1.0
+            else:
+                Pnm1 = math.inf
+            xbar[tab.law_species[j, 0]] += abar * sign * vmax * n * Pnm1 * Kn / denom
+        return
+    if kind == MICHAELIS_MENTEN:
+        S = x[tab.law_species[j, 0]] * 1.0
+        vmax = theta[par[0]]
+        Km = theta[par[1]]
+        gbar[par[0]] += abar * S / (Km + S)
+        gbar[par[1]] += abar * (-vmax * S / ((Km + S) * (Km + S)))
+        if with_x:
+            xbar[tab.law_species[j, 0]] += abar * vmax * Km / ((Km + S) * (Km + S))
+        return
+    if kind == EXPRESSION:
+        expression_adjoint(j, x, theta, abar, xbar, gbar, with_x)
+        return
+    # neural: a = k f(z), z = b + sum_i w_i x_i
+    z = theta[par[1]]
+    for e in range(tab.reg_ptr[j], tab.reg_ptr[j + 1]):
+        z = z + theta[tab.reg_param[e]] * (x[tab.reg_species[e]] * 1.0)
+    option = tab.law_option[j]
+    if option == SIGMOID:
+        f = 1.0 / (1.0 + math.exp(-z))
+        df = f * (1.0 - f)
+    elif option == SOFTPLUS:
+        f = max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+        df = 1.0 / (1.0 + math.exp(-z))
+    else:
+        f = math.exp(z)
+        df = f
+    k = theta[par[0]]
+    gbar[par[0]] += abar * f
+    gbar[par[1]] += abar * k * df
+    for e in range(tab.reg_ptr[j], tab.reg_ptr[j + 1]):
+        gbar[tab.reg_param[e]] += abar * k * df * (x[tab.reg_species[e]] * 1.0)
+        if with_x:
+            xbar[tab.reg_species[e]] += abar * k * df * theta[tab.reg_param[e]]

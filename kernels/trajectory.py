@@ -57,9 +57,26 @@ def all_propensities(x, theta, a, tab):
     return -1
 
 
-def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_stop, t_eval, out,
-                        a, seed_lo, seed_hi, max_steps, count_limit, tape, t_checkpoints,
-                        checkpoint_every, tab):
+def window_cdf(u):
+    """CDF of the biweight window ``K(u) = 15/16 (1 - u^2)^2`` on ``[-1, 1]``."""
+    if u <= -1.0:
+        return 0.0
+    if u >= 1.0:
+        return 1.0
+    u2 = u * u
+    return 0.5 + 0.9375 * u * (1.0 - u2 * (2.0 / 3.0) + u2 * u2 * 0.2)
+
+
+def window_density(u):
+    """The biweight window ``K(u) = 15/16 (1 - u^2)^2`` on ``[-1, 1]``, zero outside."""
+    if u <= -1.0 or u >= 1.0:
+        return 0.0
+    v = 1.0 - u * u
+    return 0.9375 * v * v
+
+
+def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_stop, horizon, t_eval,
+                        out, a, seed_lo, seed_hi, max_steps, count_limit, rec, tab):
     """Simulate one trajectory (or one segment of it).
 
     Parameters
@@ -73,16 +90,23 @@ def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_sto
         Time, step counter and next unfilled index of ``t_eval`` at the start of the segment.
     t_stop : float
         End of the segment (``inf`` for none).
+    horizon : float
+        Keep simulating until the first event after ``horizon`` even once the grid is filled
+        (smoothed observations need the path on ``[t, t + w]``); ``-inf`` for none.
     t_eval : float64 array [T]; out : integer array [T, S]
         Observation grid and the states observed on it.
     a : float64 array [M]
         Scratch for the propensities.
     max_steps, count_limit : int
         Step budget; largest population the output type holds.
-    tape : unsigned array [L]
-        ``tape[k] = r_k`` for ``k < L`` (pass length 0 to record nothing).
-    t_checkpoints : float64 array [L // checkpoint_every + 1]
-        ``t_checkpoints[k // C] = t_k`` whenever ``k % C == 0`` (length 0: none).
+    rec : tuple (tape, t_checkpoints, checkpoint_every, obs_step, obs_frac, obs_next, width,
+                 smooth)
+        What the backward pass needs (zero-length arrays record nothing):
+        ``tape[k] = r_k`` (unsigned ``[L]``); ``t_checkpoints[k // C] = t_k`` when ``k % C == 0``;
+        per observation ``m``: ``obs_step[m]`` = events before ``t_eval[m]``, ``obs_frac[m]`` =
+        ``(t_eval[m] - t_k) / (t_{k+1} - t_k)`` and ``obs_next[m] = r_k`` (linear interpolation);
+        ``smooth[m] += x(s)`` averaged against the biweight window of half-width ``width``
+        around ``t_eval[m]`` (``width = 0``: off).
 
     Returns
     -------
@@ -90,40 +114,59 @@ def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_sto
         ``codes`` status, steps taken so far (events up to the end of the grid when ``OK``), time
         reached (the failure time otherwise), reaction involved (-1 if none), next ``t_eval`` index.
     """
+    tape, t_checkpoints, checkpoint_every, obs_step, obs_frac, obs_next, width, smooth = rec
     bad = all_propensities(x, theta, a, tab)
     if bad >= 0:
         return BAD_PROPENSITY, k_start, t_start, bad, obs_start
     n_obs = t_eval.shape[0]
     n_tape = tape.shape[0]
     n_check = t_checkpoints.shape[0]
+    record_obs = obs_step.shape[0] > 0
     t = t_start
     obs = obs_start
     k = k_start
+    m_lo = 0  # first observation whose smoothing window ends after t
     while True:
         if n_check > 0 and k % checkpoint_every == 0 and k // checkpoint_every < n_check:
             t_checkpoints[k // checkpoint_every] = t
         a0 = 0.0
         for j in range(a.shape[0]):
             a0 += a[j]
-        u_sel = 0.0
+        r = -1
         t_next = _INF
         if a0 > 0.0:
             u_tau, u_sel = uniform_pair(seed_lo, seed_hi, trajectory, k, STREAM_FORWARD)
             t_next = t - math.log(u_tau) / a0
+            r = select_reaction(a, u_sel * a0)
         t_obs = min(t_next, t_stop)
         while obs < n_obs and t_eval[obs] < t_obs:
             for s in range(x.shape[0]):
                 if x[s] > count_limit:
                     return POPULATION_OVERFLOW, k, t, -1, obs
                 out[obs, s] = x[s]
+            if record_obs:
+                obs_step[obs] = k
+                obs_frac[obs] = (t_eval[obs] - t) / (t_next - t) if t_next < _INF else 0.0
+                obs_next[obs] = r
             obs += 1
-        if obs == n_obs:
+        if width > 0.0:
+            # interval [t, t_obs) holds x: smooth[m] += x (F((t_obs - t_m)/w) - F((t - t_m)/w)),
+            # with F = 0 below the first interval (the state before t0 is x0)
+            while m_lo < n_obs and t_eval[m_lo] + width <= t:
+                m_lo += 1
+            m = m_lo
+            while m < n_obs and t_eval[m] - width < t_obs:
+                f_lo = 0.0 if k == 0 else window_cdf((t - t_eval[m]) / width)
+                mass = window_cdf((t_obs - t_eval[m]) / width) - f_lo
+                for s in range(x.shape[0]):
+                    smooth[m, s] += x[s] * mass
+                m += 1
+        if obs == n_obs and t_next > horizon:
             return OK, k, t, -1, obs
         if t_stop < t_next:
             return STOPPED, k + 1, t_stop, -1, obs
         if k >= max_steps:
             return MAX_STEPS, k, t, -1, obs
-        r = select_reaction(a, u_sel * a0)
         if k < n_tape:
             tape[k] = r
         for e in range(tab.net_ptr[r], tab.net_ptr[r + 1]):

@@ -40,8 +40,14 @@ class Segment:
         Current time, step counter and next unfilled ``t_eval`` index.
     states : integer [N, T, S]
         Observations (filled as the trajectories pass the grid times).
+    horizon : float
+        Simulate until the first event after ``horizon`` (``-inf``: until the grid is filled).
     tape : unsigned [N, L]; t_checkpoints : float64 [N, L // C + 1]; checkpoint_every : int
         Event record for the backward pass (``L = 0``: none).
+    obs_step : int64 [N, T or 0]; obs_frac : float64 [N, T or 0]; obs_next : int64 [N, T or 0]
+        Per observation: events before it, its fraction of the straddling interval, next event.
+    width : float; smooth : float64 [N, T or 0, S]
+        Half-width of the biweight observation window and the smoothed states (``0``: off).
     """
 
     first: int
@@ -51,17 +57,28 @@ class Segment:
     k: np.ndarray
     obs: np.ndarray
     states: np.ndarray
-    tape: np.ndarray
-    t_checkpoints: np.ndarray
+    horizon: float = -np.inf
+    tape: np.ndarray = None
+    t_checkpoints: np.ndarray = None
     checkpoint_every: int = 1
+    obs_step: np.ndarray = None
+    obs_frac: np.ndarray = None
+    obs_next: np.ndarray = None
+    width: float = 0.0
+    smooth: np.ndarray = None
 
     @classmethod
-    def start(cls, first, x0, theta, t0, states, tape_length=0, tape_dtype=np.uint8,
-              checkpoint_every=1):
-        N = states.shape[0]
-        x = np.array(np.broadcast_to(x0, (N, x0.shape[-1])), dtype=np.int64)
+    def start(cls, first, x0, theta, t0, states, *, tape_length=0, tape_dtype=np.uint8,
+              checkpoint_every=1, record_observations=False, width=0.0):
+        """Fresh trajectories ``first .. first+N-1`` at ``(x0, t0)``; ``x0`` is ``[1 or N, S]``."""
+        N, T, S = states.shape
+        x = np.array(np.broadcast_to(x0, (N, S)), dtype=np.int64)
         n_check = tape_length // checkpoint_every + 1 if tape_length else 0
+        n_obs = T if record_observations else 0
         return cls(first, x, np.ascontiguousarray(theta, dtype=float), np.full(N, float(t0)),
                    np.zeros(N, dtype=np.int64), np.zeros(N, dtype=np.int64), states,
+                   -np.inf,
                    np.zeros((N, tape_length), dtype=tape_dtype), np.zeros((N, n_check)),
-                   int(checkpoint_every))
+                   int(checkpoint_every), np.zeros((N, n_obs), dtype=np.int64),
+                   np.zeros((N, n_obs)), np.zeros((N, n_obs), dtype=np.int64), float(width),
+                   np.zeros((N, T if width > 0 else 0, S)))

@@ -25,8 +25,9 @@ def simulate_segment(network, seg, t_stop, t_eval, seed, max_steps):
     fail_reaction = np.zeros(N, dtype=np.int64)
     lo, hi = split_seed(seed)
     kernels_for(network).simulate_batch(
-        seg.x, seg.theta, seg.first, seg.t, seg.k, seg.obs, float(t_stop),
+        seg.x, seg.theta, seg.first, seg.t, seg.k, seg.obs, float(t_stop), float(seg.horizon),
         np.ascontiguousarray(t_eval, dtype=float), lo, hi, int(max_steps),
         np.iinfo(seg.states.dtype).max, network.tables, seg.states, seg.tape, seg.t_checkpoints,
-        seg.checkpoint_every, status, fail_reaction)
+        seg.checkpoint_every, seg.obs_step, seg.obs_frac, seg.obs_next, seg.width, seg.smooth,
+        status, fail_reaction)
     return status, fail_reaction

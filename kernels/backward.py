@@ -1,0 +1,249 @@
+"""Reverse sweep over one recorded trajectory (shared CPU/CUDA source).
+
+The forward pass (:func:`~cupyssa.kernels.trajectory.simulate_trajectory`) recorded the event
+sequence ``r_k`` (the tape), time checkpoints, and per observation ``m`` the step ``k(m)`` it
+falls after and its fraction ``lambda_m`` of the straddling interval. The sweep walks back from
+the final state:
+
+* states exactly, ``x_k = x_{k+1} - nu_{r_k}`` (integers), with the propensities updated through
+  the dependency graph, so ``a(x_k)`` and ``a0(x_k)`` are the forward's doubles;
+* the draws from the counter: ``E_k = -log u_tau(k)``, ``tau_k = E_k / a0(x_k)``;
+* times ``t_k = t_{k+1} - tau_k``, reset to the forward's exact value at every checkpoint.
+
+Straight-through Gumbel-Softmax (``estimator = STRAIGHT_THROUGH``), DESIGN.md: the surrogate
+recursion is ``x_{k+1} = x_k + nu^T y_k``, ``t_{k+1} = t_k + E_k / a0(x_k)``, with
+``y_k = softmax((log a(x_k) + g_k) / T)``. With ``s = nu xbar_{k+1}``:
+``dL/dlog a_j = y_j (s_j - y.s) / T``; ``dL/da0 = -tbar_{k+1} E_k / a0^2``; both are chained through
+``da/dx`` into ``xbar_k`` and through ``da/dtheta`` into the gradient. ``g_k`` is redrawn
+conditionally on ``argmax = r_k`` (top-down: the maximum is ``Gumbel(log a0)``, the others
+Gumbels truncated below it), from its own counter streams.
+
+Score function (``estimator = SCORE``): ``weight * d log p(path) / d theta`` with
+``log p = sum_k [log a_{r_k}(x_k) - a0(x_k) tau_k] - a0(x_K) (H - t_K)`` (the censored last
+interval's survival term; for linear observations the path instead ends with the first event
+after the grid, which the observation reads).
+
+Observations (``mode``): ``FILL`` ``Y_m = x_{k(m)}`` (blind to event times); ``LINEAR``
+``Y_m = x_k + lambda_m nu_{r_k}``, ``lambda_m = (t_m - t_k) / (t_{k+1} - t_k)``; ``KERNEL``
+``Y_m = sum_k x_k [F((t_{k+1} - t_m)/w) - F((t_k - t_m)/w)]`` (biweight window of half-width w).
+"""
+
+import math
+
+from .philox import STREAM_FORWARD, STREAM_GUMBEL, uniform_pair
+from .propensity import propensity, propensity_adjoint
+from .trajectory import all_propensities, select_reaction, window_cdf, window_density
+
+FILL = 0
+LINEAR = 1
+KERNEL = 2
+STRAIGHT_THROUGH = 0
+SCORE = 1
+
+
+def conditional_softmax(trajectory, k, r, a, a0, inv_temp, y, seed_lo, seed_hi):
+    """``y = softmax((log a + g) / T)`` with Gumbels ``g`` drawn conditionally on ``argmax = r``.
+
+    Uniform ``q`` (``q < M`` for reaction ``q``, ``q = M`` for the maximum) is element ``q % 2`` of
+    the pair at ``(seed, trajectory, k, STREAM_GUMBEL + q // 2)``. The maximum is
+    ``z_r = log a0 + G``; reaction ``j != r`` gets ``Gumbel(log a_j)`` truncated below ``z_r``:
+    ``z_j = -log(e^{-z_r} + e^{-g_j})``, i.e. ``z_j - z_r = -softplus(z_r - g_j)``.
+    """
+    M = a.shape[0]
+    u0, u1 = uniform_pair(seed_lo, seed_hi, trajectory, k, STREAM_GUMBEL + M // 2)
+    u_max = u0 if M % 2 == 0 else u1
+    z_max = math.log(a0) - math.log(-math.log(u_max))
+    total = 0.0
+    for b in range((M + 1) // 2):
+        v0, v1 = uniform_pair(seed_lo, seed_hi, trajectory, k, STREAM_GUMBEL + b)
+        for h in range(2):
+            j = 2 * b + h
+            if j < M:
+                if j == r:
+                    yj = 1.0
+                elif a[j] > 0.0:
+                    u = v0 if h == 0 else v1
+                    d = z_max - (math.log(a[j]) - math.log(-math.log(u)))
+                    softplus = max(d, 0.0) + math.log1p(math.exp(-abs(d)))
+                    yj = math.exp(-softplus * inv_temp)
+                else:
+                    yj = 0.0
+                y[j] = yj
+                total += yj
+    for j in range(M):
+        y[j] /= total
+
+
+def add_kernel_time_terms(t_b, r, t_eval, G, width, tab, m_hi):
+    """``dL/dt_b`` of the smoothed observations at an event time ``t_b`` where ``x`` jumps by
+    ``nu_r``: ``-sum_m (G_m . nu_r) K((t_b - t_m)/w) / w`` over the windows containing ``t_b``
+    (observations ``m < m_hi``)."""
+    tb = 0.0
+    m = m_hi - 1
+    while m >= 0 and t_eval[m] + width > t_b:
+        dens = window_density((t_b - t_eval[m]) / width)
+        if dens > 0.0:
+            gnu = 0.0
+            for e in range(tab.net_ptr[r], tab.net_ptr[r + 1]):
+                gnu += G[m, tab.net_species[e]] * tab.net_delta[e]
+            tb -= gnu * dens / width
+        m -= 1
+    return tb
+
+
+def add_kernel_state_terms(t_lo, t_hi, first_interval, t_eval, G, width, xbar, m_hi):
+    """``dL/dx`` of the smoothed observations for the state held on ``[t_lo, t_hi)``:
+    ``xbar += G_m [F((t_hi - t_m)/w) - F((t_lo - t_m)/w)]`` (``F = 0`` below the first interval)."""
+    m = m_hi - 1
+    while m >= 0 and t_eval[m] + width > t_lo:
+        f_lo = 0.0 if first_interval else window_cdf((t_lo - t_eval[m]) / width)
+        mass = window_cdf((t_hi - t_eval[m]) / width) - f_lo
+        if mass != 0.0:
+            for i in range(xbar.shape[0]):
+                xbar[i] += G[m, i] * mass
+        m -= 1
+
+
+def step_adjoint(trajectory, k, r, x, theta, a, a0, E, tau, tbar, estimator, inv_temp, weight,
+                 y, s, xbar, gbar, seed_lo, seed_hi, tab):
+    """Chain the adjoints of level ``k+1`` (``xbar``, ``tbar``) through event ``k`` (reaction ``r``
+    fired from ``x = x_k``); ``xbar`` becomes ``xbar_k`` in place; returns ``tbar_k``."""
+    M = a.shape[0]
+    if estimator == SCORE:
+        # d/dtheta [log a_r - a0 tau]  (tau held fixed: it is data of the path)
+        for j in range(M):
+            abar = -weight * tau
+            if j == r:
+                abar += weight / a[r]
+            propensity_adjoint(j, x, theta, abar, xbar, gbar, False, tab)
+        return tbar
+    # s_j = nu_j . xbar_{k+1}, before xbar is updated
+    for j in range(M):
+        sj = 0.0
+        for e in range(tab.net_ptr[j], tab.net_ptr[j + 1]):
+            sj += tab.net_delta[e] * xbar[tab.net_species[e]]
+        s[j] = sj
+    conditional_softmax(trajectory, k, r, a, a0, inv_temp, y, seed_lo, seed_hi)
+    ys = 0.0
+    for j in range(M):
+        ys += y[j] * s[j]
+    a0bar = -tbar * E / (a0 * a0)
+    for j in range(M):
+        abar = a0bar
+        if a[j] > 0.0:
+            abar += y[j] * (s[j] - ys) * inv_temp / a[j]
+        if abar != 0.0:
+            propensity_adjoint(j, x, theta, abar, xbar, gbar, True, tab)
+    return tbar
+
+
+def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, checkpoint_every,
+                      obs_step, obs_frac, t_eval, G, mode, width, horizon, estimator, inv_temp,
+                      weight, seed_lo, seed_hi, a, y, s, xbar, gbar, tab):
+    """Reverse sweep of one trajectory; adds its gradient contribution to ``gbar [P]``.
+
+    ``x`` (int64 ``[S]``) is the final state ``x_K`` on entry and ``x_0`` on return; ``t_final`` is
+    ``t_K``; ``G [T, S]`` is ``dL/dY`` of this trajectory's observations (straight-through);
+    ``weight`` multiplies the score. Returns the recovered initial time ``t_0``.
+    """
+    M = a.shape[0]
+    st = estimator == STRAIGHT_THROUGH
+    all_propensities(x, theta, a, tab)
+    for i in range(xbar.shape[0]):
+        xbar[i] = 0.0
+    tbar = 0.0
+    t = t_final
+    n_check = t_checkpoints.shape[0]
+    m = t_eval.shape[0] - 1  # next observation to attach (fill / linear), walking down
+    m_hi = t_eval.shape[0]  # kernel windows that start before the current interval's end
+    a0 = 0.0
+    for j in range(M):
+        a0 += a[j]
+
+    # ---- the last interval, [t_K, t_{K+1}) --------------------------------------------------
+    if mode == LINEAR and a0 > 0.0:
+        # the first event after the grid is part of the path that linear observations read
+        u_tau, u_sel = uniform_pair(seed_lo, seed_hi, trajectory, K, STREAM_FORWARD)
+        E = -math.log(u_tau)
+        tau = E / a0
+        r = select_reaction(a, u_sel * a0)
+        m_top = m
+        if st:
+            while m >= 0 and obs_step[m] == K:
+                tbar = linear_obs_terms(m, r, obs_frac[m], tau, G, xbar, tbar, True, tab)
+                m -= 1
+        tbar = step_adjoint(trajectory, K, r, x, theta, a, a0, E, tau, tbar, estimator, inv_temp,
+                            weight, y, s, xbar, gbar, seed_lo, seed_hi, tab)
+        if st:
+            for mm in range(m_top, m, -1):
+                tbar = linear_obs_terms(mm, r, obs_frac[mm], tau, G, xbar, tbar, False, tab)
+    else:
+        if not st and a0 > 0.0:
+            # survival of the censored interval: d/dtheta [-a0(x_K) (H - t_K)]
+            for j in range(M):
+                propensity_adjoint(j, x, theta, -weight * (horizon - t), xbar, gbar, False, tab)
+        if st and mode == KERNEL:
+            while m_hi > 0 and t_eval[m_hi - 1] - width >= math.inf:
+                m_hi -= 1
+            add_kernel_state_terms(t, math.inf, K == 0, t_eval, G, width, xbar, m_hi)
+        elif st:
+            while m >= 0 and obs_step[m] == K:
+                for i in range(xbar.shape[0]):
+                    xbar[i] += G[m, i]
+                m -= 1
+
+    # ---- events K-1 .. 0 --------------------------------------------------------------------
+    for k in range(K - 1, -1, -1):
+        r = tape[k]
+        for e in range(tab.net_ptr[r], tab.net_ptr[r + 1]):
+            x[tab.net_species[e]] -= tab.net_delta[e]
+        for e in range(tab.dep_ptr[r], tab.dep_ptr[r + 1]):
+            j = tab.dep_reaction[e]
+            a[j] = propensity(j, x, theta, tab)
+        a0 = 0.0
+        for j in range(M):
+            a0 += a[j]
+        u_tau, _ = uniform_pair(seed_lo, seed_hi, trajectory, k, STREAM_FORWARD)
+        E = -math.log(u_tau)
+        tau = E / a0
+        t_next = t
+        if n_check > 0 and k % checkpoint_every == 0 and k // checkpoint_every < n_check:
+            t = t_checkpoints[k // checkpoint_every]
+        else:
+            t = t_next - tau
+        if st and mode == KERNEL:
+            while m_hi > 0 and t_eval[m_hi - 1] - width >= t_next:
+                m_hi -= 1
+            tbar += add_kernel_time_terms(t_next, r, t_eval, G, width, tab, m_hi)
+        m_top = m
+        if st and mode == LINEAR:
+            while m >= 0 and obs_step[m] == k:
+                tbar = linear_obs_terms(m, r, obs_frac[m], tau, G, xbar, tbar, True, tab)
+                m -= 1
+        tbar = step_adjoint(trajectory, k, r, x, theta, a, a0, E, tau, tbar, estimator, inv_temp,
+                            weight, y, s, xbar, gbar, seed_lo, seed_hi, tab)
+        if st and mode == LINEAR:
+            for mm in range(m_top, m, -1):
+                tbar = linear_obs_terms(mm, r, obs_frac[mm], tau, G, xbar, tbar, False, tab)
+        elif st and mode == FILL:
+            while m >= 0 and obs_step[m] == k:
+                for i in range(xbar.shape[0]):
+                    xbar[i] += G[m, i]
+                m -= 1
+        elif st and mode == KERNEL:
+            add_kernel_state_terms(t, t_next, k == 0, t_eval, G, width, xbar, m_hi)
+    return t
+
+
+def linear_obs_terms(m, r, lam, tau, G, xbar, tbar, upper, tab):
+    """Adjoint of ``Y_m = x_k + lambda (x_{k+1} - x_k)``, ``lambda = (t_m - t_k) / tau_k``: the
+    level-``k+1`` half (``upper``: ``xbar += lambda G_m``, ``tbar += -(G_m . nu_r) lambda / tau``) or
+    the level-``k`` half (``xbar += (1 - lambda) G_m``, ``tbar += -(G_m . nu_r)(1 - lambda) / tau``).
+    Returns the updated ``tbar``."""
+    c = lam if upper else 1.0 - lam
+    gnu = 0.0
+    for e in range(tab.net_ptr[r], tab.net_ptr[r + 1]):
+        gnu += G[m, tab.net_species[e]] * tab.net_delta[e]
+    for i in range(xbar.shape[0]):
+        xbar[i] += c * G[m, i]
+    return tbar - gnu * c / tau

@@ -221,7 +221,7 @@ def value_and_grad(loss, network, x0=None, t_eval=None, params=None, n_trajector
         seg = _forward(kernels, network, x0_rows(a, b), theta2, first_trajectory + a, b - a, t0,
                        t_eval, seed, max_steps, mode, width, horizon, tape_length, tape_dtype,
                        checkpoint_every)
-        long = np.flatnonzero(seg.k > tape_length - 1)
+        long = np.flatnonzero(seg.k > tape_length)
         for i in long:  # outgrown tapes: re-record those trajectories with exact-size tapes
             one = _forward(kernels, network, x0_rows(a + i, a + i + 1), theta2,
                            first_trajectory + a + i, 1, t0, t_eval, seed, max_steps, mode, width,

@@ -41,18 +41,26 @@ STRAIGHT_THROUGH = 0
 SCORE = 1
 
 
-def conditional_softmax(trajectory, k, r, a, a0, inv_temp, y, seed_lo, seed_hi):
+def conditional_softmax(trajectory, k, r, a, a0, u_sel, inv_temp, y, seed_lo, seed_hi):
     """``y = softmax((log a + g) / T)`` with Gumbels ``g`` drawn conditionally on ``argmax = r``.
 
-    Uniform ``q`` (``q < M`` for reaction ``q``, ``q = M`` for the maximum) is element ``q % 2`` of
-    the pair at ``(seed, trajectory, k, STREAM_GUMBEL + q // 2)``. The maximum is
-    ``z_r = log a0 + G``; reaction ``j != r`` gets ``Gumbel(log a_j)`` truncated below ``z_r``:
-    ``z_j = -log(e^{-z_r} + e^{-g_j})``, i.e. ``z_j - z_r = -softplus(z_r - g_j)``.
+    Top-down construction: the maximum is ``z_r = log a0 + G`` with ``G ~ Gumbel(0, 1)``; reaction
+    ``j != r`` gets ``Gumbel(log a_j)`` truncated below ``z_r``, ``z_j = -log(e^{-z_r} + e^{-g_j})``.
+    The maximum's uniform is the forward's selection uniform rescaled within the chosen slice,
+    ``v = (u_sel a0 - sum_{i<r} a_i) / a_r``: given ``r`` it is U(0, 1) and independent of ``r``.
+    Reaction ``j``'s uniform ``u_j`` is element ``j % 2`` of the pair at
+    ``(seed, trajectory, k, STREAM_GUMBEL + j // 2)``. With ``e^{z_r} = a0 / (-log v)`` and
+    ``e^{g_j} = a_j / (-log u_j)``, ``y_j / y_r = exp((z_j - z_r)/T) = (1 + (a0/a_j) log u_j /
+    log v)^(-1/T)``: one log and one power per reaction.
     """
     M = a.shape[0]
-    u0, u1 = uniform_pair(seed_lo, seed_hi, trajectory, k, STREAM_GUMBEL + M // 2)
-    u_max = u0 if M % 2 == 0 else u1
-    z_max = math.log(a0) - math.log(-math.log(u_max))
+    below = 0.0
+    for j in range(r):
+        if a[j] > 0.0:
+            below += a[j]
+    v = (u_sel * a0 - below) / a[r]
+    v = min(max(v, 1.1102230246251565e-16), 1.0 - 1.1102230246251565e-16)
+    log_v = math.log(v)
     total = 0.0
     for b in range((M + 1) // 2):
         v0, v1 = uniform_pair(seed_lo, seed_hi, trajectory, k, STREAM_GUMBEL + b)
@@ -63,9 +71,7 @@ def conditional_softmax(trajectory, k, r, a, a0, inv_temp, y, seed_lo, seed_hi):
                     yj = 1.0
                 elif a[j] > 0.0:
                     u = v0 if h == 0 else v1
-                    d = z_max - (math.log(a[j]) - math.log(-math.log(u)))
-                    softplus = max(d, 0.0) + math.log1p(math.exp(-abs(d)))
-                    yj = math.exp(-softplus * inv_temp)
+                    yj = (1.0 + (a0 / a[j]) * (math.log(u) / log_v)) ** (-inv_temp)
                 else:
                     yj = 0.0
                 y[j] = yj
@@ -104,8 +110,8 @@ def add_kernel_state_terms(t_lo, t_hi, first_interval, t_eval, G, width, xbar, m
         m -= 1
 
 
-def step_adjoint(trajectory, k, r, x, theta, a, a0, E, tau, tbar, estimator, inv_temp, weight,
-                 y, s, xbar, gbar, seed_lo, seed_hi, tab):
+def step_adjoint(trajectory, k, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator, inv_temp,
+                 weight, y, s, xbar, gbar, seed_lo, seed_hi, tab):
     """Chain the adjoints of level ``k+1`` (``xbar``, ``tbar``) through event ``k`` (reaction ``r``
     fired from ``x = x_k``); ``xbar`` becomes ``xbar_k`` in place; returns ``tbar_k``."""
     M = a.shape[0]
@@ -123,7 +129,7 @@ def step_adjoint(trajectory, k, r, x, theta, a, a0, E, tau, tbar, estimator, inv
         for e in range(tab.net_ptr[j], tab.net_ptr[j + 1]):
             sj += tab.net_delta[e] * xbar[tab.net_species[e]]
         s[j] = sj
-    conditional_softmax(trajectory, k, r, a, a0, inv_temp, y, seed_lo, seed_hi)
+    conditional_softmax(trajectory, k, r, a, a0, u_sel, inv_temp, y, seed_lo, seed_hi)
     ys = 0.0
     for j in range(M):
         ys += y[j] * s[j]
@@ -147,6 +153,8 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
     ``weight`` multiplies the score. Returns the recovered initial time ``t_0``.
     """
     M = a.shape[0]
+    if K > tape.shape[0]:
+        return math.nan  # the path outgrew its tape: nothing to replay (the caller re-records it)
     st = estimator == STRAIGHT_THROUGH
     all_propensities(x, theta, a, tab)
     for i in range(xbar.shape[0]):
@@ -172,8 +180,8 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
             while m >= 0 and obs_step[m] == K:
                 tbar = linear_obs_terms(m, r, obs_frac[m], tau, G, xbar, tbar, True, tab)
                 m -= 1
-        tbar = step_adjoint(trajectory, K, r, x, theta, a, a0, E, tau, tbar, estimator, inv_temp,
-                            weight, y, s, xbar, gbar, seed_lo, seed_hi, tab)
+        tbar = step_adjoint(trajectory, K, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator,
+                            inv_temp, weight, y, s, xbar, gbar, seed_lo, seed_hi, tab)
         if st:
             for mm in range(m_top, m, -1):
                 tbar = linear_obs_terms(mm, r, obs_frac[mm], tau, G, xbar, tbar, False, tab)
@@ -203,7 +211,7 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
         a0 = 0.0
         for j in range(M):
             a0 += a[j]
-        u_tau, _ = uniform_pair(seed_lo, seed_hi, trajectory, k, STREAM_FORWARD)
+        u_tau, u_sel = uniform_pair(seed_lo, seed_hi, trajectory, k, STREAM_FORWARD)
         E = -math.log(u_tau)
         tau = E / a0
         t_next = t
@@ -220,8 +228,8 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
             while m >= 0 and obs_step[m] == k:
                 tbar = linear_obs_terms(m, r, obs_frac[m], tau, G, xbar, tbar, True, tab)
                 m -= 1
-        tbar = step_adjoint(trajectory, k, r, x, theta, a, a0, E, tau, tbar, estimator, inv_temp,
-                            weight, y, s, xbar, gbar, seed_lo, seed_hi, tab)
+        tbar = step_adjoint(trajectory, k, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator,
+                            inv_temp, weight, y, s, xbar, gbar, seed_lo, seed_hi, tab)
         if st and mode == LINEAR:
             for mm in range(m_top, m, -1):
                 tbar = linear_obs_terms(mm, r, obs_frac[mm], tau, G, xbar, tbar, False, tab)

@@ -4,6 +4,9 @@ Each trajectory's random numbers depend only on its global index, so the results
 any thread count and any chunking of the batch.
 """
 
+import hashlib
+import pathlib
+
 import numba
 import numpy as np
 
@@ -82,6 +85,12 @@ def replay_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpo
             x_start[n, i] = x[i]
 
 
+#: hash of the kernel sources: Numba's cache does not notice a changed callee in another file,
+#: so every build is tagged with it (see ``retarget``)
+_SOURCE_HASH = hashlib.sha1(b"".join(
+    p.read_bytes() for p in sorted(pathlib.Path(__file__).parent.glob("*.py")))).hexdigest()[:12]
+
+
 def build(provided=None, cache=True):
     """Compile the CPU family, with code-generated ``expression_propensity`` / ``event_trigger``
     taken from ``provided`` (name -> ``numba.njit`` function) when a network needs them.
@@ -92,7 +101,8 @@ def build(provided=None, cache=True):
     # error_model="numpy": IEEE division (0/0 -> NaN), which the propensity checks turn into a
     # clear error, instead of a ZeroDivisionError escaping from a parallel region
     options = dict(cache=cache, nogil=True, error_model="numpy")
-    tag = "cpu_" + "_".join(f"{k}{v}" for k, v in sorted(options.items()) if k != "cache")
+    tag = "cpu_" + "_".join(f"{k}{v}" for k, v in sorted(options.items()) if k != "cache") + \
+        "_" + _SOURCE_HASH
     device = retarget(DEVICE_FUNCTIONS, numba.njit(**options), provided, tag)
     batch = retarget([simulate_batch, replay_batch], numba.njit(parallel=True, **options),
                      vars(device), tag)

@@ -160,7 +160,8 @@ class AutoregressiveModel:
             if alpha == 1.0 and eps == 0.0:
                 q = np.exp(lp_i)
             else:
-                q = (1.0 - eps) * np.exp(_masked_log_softmax(alpha * logits_i, valid)) + eps * valid / self.caps[i]
+                tempered = np.exp(_masked_log_softmax(alpha * logits_i, valid))
+                q = (1.0 - eps) * tempered + eps * valid / self.caps[i]
             window = valid & (m >= lo[i]) & (m <= hi[i])
             q = np.where(window, q, 0.0)
             mass = q.sum(axis=1)

@@ -44,9 +44,9 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
           caps: Mapping | Sequence | None = None, model: str | AutoregressiveModel = "nade",
           hidden: int = 32, width: int = 32, depth: int = 2, dt: float = 1e-2,
           n_samples: int = 1000, n_iter: int | None = None, lr: float | None = None,
-          damping: float = 1e-3, courant: float = 0.2, sampling: str = "exact",
-          alpha: float = 0.8, eps: float = 0.02, initial: Callable | None = None,
-          init_width: float = 0.5, init_iter: int = 200, params_at: Callable | None = None,
+          damping: float = 1e-4, courant: float = 0.2, sampling: str = "tempered",
+          alpha: float = 0.5, eps: float = 0.02, reweight: bool = False, initial: Callable | None = None,
+          init_width: float = 0.2, init_iter: int = 200, params_at: Callable | None = None,
           n_output_samples: int = 10_000, checkpoint: str | None = None,
           checkpoint_every: int = 100, progress: bool = False, seed: int = 0,
           callback: Callable | None = None) -> VANSolution:
@@ -71,9 +71,13 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     n_iter, lr : iterations per step and step size (defaults: tdvp 1, 1; natgrad 3, 1; adam
         20, 1e-2)
     damping : relative Fisher damping ``lambda / (mean eigenvalue)``
-    sampling : "exact" (ancestral), "enumerate" (all box states, exact weights; small boxes),
-        or "tempered" (proposal ``(1-eps) softmax(alpha logits) + eps uniform`` with PSIS
-        weights, for rare events)
+    sampling : "tempered" (default), "exact" or "enumerate"
+        The measure the fit is done under (see :func:`cupyssa.cme.van._draw`): "tempered"
+        samples the proposal ``(1-eps) softmax(alpha logits) + eps uniform`` per conditional
+        (tails get weight: needed for a point-mass start and for rare events); "exact" samples
+        ``P_theta``; "enumerate" uses every box state with weights ``∝ P_theta^alpha`` (small
+        boxes, no Monte-Carlo noise).
+    reweight : with "tempered", weight samples by PSIS-smoothed ``P_theta / q`` instead
     initial : callable ``log_p0(states [N, S]) -> [N]``, optional
         A user initial distribution, fitted by natural gradient (``init_iter`` iterations).
     init_width : width of the smoothed point mass ``p_i(m) ∝ exp(-|m - x0_i| / init_width)``
@@ -122,6 +126,7 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     opts = VANOptions(method=method, dt=dt, n_samples=n_samples,
                       n_iter=d_iter if n_iter is None else n_iter, lr=d_lr if lr is None else lr,
                       damping=damping, courant=courant, sampling=sampling, alpha=alpha, eps=eps,
+                      reweight=reweight,
                       checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
                       seed=seed, callback=callback)
     opts.validate()

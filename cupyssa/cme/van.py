@@ -95,8 +95,9 @@ class VANOptions:
     courant: float = 0.2
     floor: float = 1e-2
     sampling: str = "exact"  # "exact", "enumerate", "tempered"
-    alpha: float = 0.8
+    alpha: float = 0.5
     eps: float = 0.02
+    reweight: bool = False
     adam_betas: tuple = (0.9, 0.999)
     adam_eps: float = 1e-8
     checkpoint: str | None = None
@@ -169,34 +170,45 @@ def natural_direction(G, f, w, damping):
     delta : [P]; grad : [P] the plain gradient ``O^T eps``
     """
     sw = np.sqrt(w)
-    O = sw[:, None] * (G - w @ G)
+    Om = sw[:, None] * (G - w @ G)
     e = sw * (f - w @ f)
-    N, P = O.shape
-    grad = O.T @ e
-    tr = float(np.einsum("ij,ij->", O, O))
+    N, P = Om.shape
+    grad = Om.T @ e
+    tr = float(np.einsum("ij,ij->", Om, Om))
     lam = damping * tr / min(N, P) + 1e-12 * (tr / min(N, P) + 1.0)
     if N < P:
-        T = O @ O.T
+        T = Om @ Om.T
         T[np.diag_indices(N)] += lam
-        return O.T @ cho_solve(cho_factor(T, lower=True), e), grad
-    A = O.T @ O
+        return Om.T @ cho_solve(cho_factor(T, lower=True), e), grad
+    A = Om.T @ Om
     A[np.diag_indices(P)] += lam
     return cho_solve(cho_factor(A, lower=True), grad), grad
 
 
 # -- sampling ---------------------------------------------------------------------------------
 def _draw(model, opts, rng, enumerated):
-    """Samples and normalized weights ``w`` (``sum w = 1``) for expectations under ``P_theta``."""
+    """Samples and normalized weights ``w`` (``sum w = 1``) defining the fitting measure.
+
+    * ``exact``: ``n ~ P_theta``, ``w = 1/N`` (the measure is ``P_theta``).
+    * ``enumerate``: every box state, ``w ∝ P_theta^alpha``.
+    * ``tempered``: ``n ~ q`` (the tempered / uniform-mixture proposal) and ``w = 1/N``: the fit
+      is done under ``q``, which puts weight on the tails that drive rare events; with
+      ``reweight=True`` the PSIS-smoothed weights ``∝ P_theta/q`` restore the measure
+      ``P_theta``. The ESS and Pareto ``khat`` of ``P_theta/q`` are recorded either way.
+    """
     if opts.sampling == "enumerate":
         n = enumerated
-        lp = model.log_prob(n) * opts.extra.get("beta", 1.0)
+        lp = model.log_prob(n) * opts.alpha
         w = np.exp(lp - lp.max())
         return n, w / w.sum(), {}
     if opts.sampling == "tempered":
         n, lp, lq = model.sample(opts.n_samples, rng, alpha=opts.alpha, eps=opts.eps)
         lw, khat = psis(lp - lq)
         w = np.exp(lw)
-        return n, w, {"khat": khat, "ess": effective_sample_size(w)}
+        info = {"khat": khat, "ess": effective_sample_size(w)}
+        if not opts.reweight:
+            w = np.full(len(n), 1.0 / len(n))
+        return n, w, info
     n, _, _ = model.sample(opts.n_samples, rng)
     return n, np.full(len(n), 1.0 / len(n)), {}
 

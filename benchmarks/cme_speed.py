@@ -1,0 +1,106 @@
+"""Wall time of the VAN solvers to reach the accuracy target, side by side in one run.
+
+For each problem, FSP gives the exact marginals; every method (tdvp, natgrad, adam) evolves the
+same NADE from the same start with the same samples per step, and the script reports the wall
+time and the worst Hellinger distance of the monitored marginals at the check times. Adam is
+given growing iteration budgets per step (``--adam-iters``) until it reaches the target or the
+time budget runs out; the ratio ``adam time / method time`` is printed (goal >= 5x).
+
+Usage::
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/cme_speed.py            # reduced sizes (minutes)
+    OPENBLAS_NUM_THREADS=1 python benchmarks/cme_speed.py --full     # issue sizes (long)
+
+(With a loaded 2-core machine OpenBLAS's threads can make the N x N Cholesky ~100x slower;
+one BLAS thread is recommended.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import cupyssa.models as models
+from cupyssa.cme import fsp, solve
+
+
+def hellinger(p, q):
+    n = max(len(p), len(q))
+    p, q = np.pad(p, (0, n - len(p))), np.pad(q, (0, n - len(q)))
+    return float(np.sqrt(0.5 * np.sum((np.sqrt(np.maximum(p, 0)) - np.sqrt(np.maximum(q, 0))) ** 2)))
+
+
+def problems(full: bool):
+    if full:
+        tog = models.toggle_switch()
+        yield ("toggle switch (25,600 states)", tog, tog.metadata["caps"], [1.0, 5.0, 20.0],
+               ("Px", "Py"), 0.02, dict(hidden=32, n_samples=1000, dt=0.02))
+        sch = models.schlogl_paper((2,))
+        yield ("Schlögl 2 sites (7,225 states)", sch, sch.metadata["caps"], [0.1, 0.5, 1.0],
+               ("X0", "X1"), 0.015, dict(hidden=32, n_samples=1000, dt=1e-3))
+    else:
+        tog = models.toggle_switch(rho=3.0, sb=0.1, su=0.2)
+        yield ("toggle switch, reduced (rho=3, caps 2,2,12,12: 576 states)", tog,
+               {"Gx": 2, "Gy": 2, "Px": 12, "Py": 12}, [0.5, 1.0], ("Px", "Py"), 0.02,
+               dict(hidden=16, n_samples=400, dt=0.02))
+        sch = models.schlogl_paper((2,), cap=85)
+        yield ("Schlögl 2 sites (7,225 states), t <= 0.1", sch, sch.metadata["caps"], [0.05, 0.1],
+               ("X0", "X1"), 0.015, dict(hidden=16, n_samples=400, dt=1e-3))
+
+
+def run(model, caps, t_eval, species, ref, method, budget, **kw):
+    start = time.perf_counter()
+    deadline = start + budget
+
+    class OutOfTime(Exception):
+        pass
+
+    def cb(step, t, m):
+        if time.perf_counter() > deadline:
+            raise OutOfTime
+    try:
+        sol = solve(model, t_eval=t_eval, method=method, caps=caps, seed=0, callback=cb, **kw)
+    except OutOfTime:
+        return budget, float("inf")
+    wall = time.perf_counter() - start
+    worst = max(hellinger(sol.marginal(s, k), ref.marginal(s, k))
+                for k in range(1, len(t_eval)) for s in species)
+    return wall, worst
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="issue sizes")
+    ap.add_argument("--budget", type=float, default=150.0, help="seconds per solver run")
+    ap.add_argument("--adam-iters", type=int, nargs="+", default=[10, 40])
+    args = ap.parse_args(argv)
+    for name, model, caps, times, species, target, kw in problems(args.full):
+        t_eval = np.r_[0.0, times]
+        ref = fsp(model, t_eval=t_eval, bounds={s: c - 1 for s, c in caps.items()})
+        print(f"\n## {name}: target Hellinger <= {target} at t = {times} (FSP lost {ref.lost[-1]:.1e})")
+        print("| method | iters/step | wall s | worst Hellinger | reached |")
+        print("|---|---|---|---|---|")
+        rows = {}
+        for method, iters in [("tdvp", 1), ("natgrad", 2)] + [("adam", i) for i in args.adam_iters]:
+            wall, worst = run(model, caps, t_eval, species, ref, method, args.budget,
+                              n_iter=iters, **kw)
+            ok = worst <= target
+            rows[(method, iters)] = (wall, ok)
+            print(f"| {method} | {iters} | {wall:.1f}{'+' if not np.isfinite(worst) else ''} | "
+                  f"{worst:.4f} | {'yes' if ok else 'no'} |", flush=True)
+        adam_ok = [w for (m, _), (w, ok) in rows.items() if m == "adam" and ok]
+        for m in ("tdvp", "natgrad"):
+            w, ok = rows[(m, 1 if m == "tdvp" else 2)]
+            if not ok:
+                print(f"{m}: target not reached")
+            elif adam_ok:
+                print(f"{m}: adam/{m} wall-time ratio = {min(adam_ok) / w:.1f}x")
+            else:
+                print(f"{m}: adam did not reach the target within {args.budget:.0f} s per run: "
+                      f"ratio > {args.budget / w:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -121,11 +121,11 @@ class RateLaw:
 
 
 def _falling_factorial_ratio(n, order):
-    """C(n, order) = n (n-1) ... (n-order+1) / order!, evaluated in the kernels' operation order."""
+    """C(n, order) = (n (n-1) ... (n-order+1)) * (1/order!), in the kernels' operation order."""
     c = 1.0
     for q in range(order):
-        c = c * (n - q) / (q + 1)
-    return c
+        c = c * (n - q)
+    return c * codes.INV_FACTORIAL[order]
 
 
 def _falling_factorial_ratio_derivative(n, order):
@@ -157,6 +157,12 @@ class MassAction(RateLaw):
         for s, order in self.reactants:
             c = c * _falling_factorial_ratio(x[..., s].astype(float), order)
         return c
+
+    def resolve(self, species_index, parameter_index, reactants):
+        for s, order in reactants:
+            if order > codes.MAX_ORDER:
+                raise NetworkError(f"reactant order {order} exceeds the supported {codes.MAX_ORDER}")
+        return super().resolve(species_index, parameter_index, reactants)
 
     def evaluate(self, x, theta):
         return theta[..., self.k] * self._combinatorial(x)

@@ -8,6 +8,11 @@ MICHAELIS_MENTEN = 3  #: vmax * S / (Km + S)
 NEURAL = 4  #: k * f(b + sum_i w_i x_i)
 EXPRESSION = 5  #: code-generated ``expression_propensity(j, x, theta)`` (e.g. SBML kinetic laws)
 
+#: 1/o! for reactant orders o = 0..12 (mass action: C(n, o) = n (n-1) ... (n-o+1) * (1/o!))
+INV_FACTORIAL = (1.0, 1.0, 0.5, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+                 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600)
+MAX_ORDER = len(INV_FACTORIAL) - 1
+
 # Nonlinearities of the neural law.
 SIGMOID = 0
 SOFTPLUS = 1

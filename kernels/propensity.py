@@ -7,7 +7,8 @@ parameter row ``[P]``. The operation order matches the vectorized reference in
 
 import math
 
-from .codes import EXP, EXPRESSION, HILL, HILL_REPRESSION, MASS_ACTION, MICHAELIS_MENTEN, SIGMOID, SOFTPLUS
+from .codes import (EXP, EXPRESSION, HILL, HILL_REPRESSION, INV_FACTORIAL, MASS_ACTION,
+                    MICHAELIS_MENTEN, SIGMOID, SOFTPLUS)
 
 
 def expression_propensity(j, x, theta):
@@ -22,26 +23,31 @@ def expression_adjoint(j, x, theta, abar, xbar, gbar, with_x):
     gbar[0] += math.nan
 
 
+def combinatorial_factor(j, x, tab):
+    """``prod_i C(x_i, nu_i)`` over the reactants of reaction ``j``, with
+    ``C(n, o) = (n (n-1) ... (n-o+1)) * (1/o!)`` (no division in the inner loop)."""
+    c = 1.0
+    for e in range(tab.reac_ptr[j], tab.reac_ptr[j + 1]):
+        n = x[tab.reac_species[e]] * 1.0
+        order = tab.reac_order[e]
+        ce = 1.0
+        for q in range(order):
+            ce = ce * (n - q)
+        c = c * (ce * INV_FACTORIAL[order])
+    return c
+
+
 def propensity(j, x, theta, tab):
     """``a_j(x; theta)`` (float64)."""
     kind = tab.law_kind[j]
-    par = tab.law_param[j]
     if kind == MASS_ACTION:
-        # k * prod_i C(x_i, nu_i); C(n, o) = n (n-1) ... (n-o+1) / o!
-        c = 1.0
-        for e in range(tab.reac_ptr[j], tab.reac_ptr[j + 1]):
-            n = x[tab.reac_species[e]] * 1.0
-            ce = 1.0
-            for q in range(tab.reac_order[e]):
-                ce = ce * (n - q) / (q + 1)
-            c = c * ce
-        return theta[par[0]] * c
+        return theta[tab.law_param[j, 0]] * combinatorial_factor(j, x, tab)
     if kind == HILL or kind == HILL_REPRESSION:
         P = x[tab.law_species[j, 0]] * 1.0
-        vmax = theta[par[0]]
-        n = theta[par[2]]
+        vmax = theta[tab.law_param[j, 0]]
+        n = theta[tab.law_param[j, 2]]
         Pn = P ** n
-        Kn = theta[par[1]] ** n
+        Kn = theta[tab.law_param[j, 1]] ** n
         if kind == HILL:
             return vmax * Pn / (Kn + Pn)
         return vmax * Kn / (Kn + Pn)
@@ -49,9 +55,9 @@ def propensity(j, x, theta, tab):
         return expression_propensity(j, x, theta)
     if kind == MICHAELIS_MENTEN:
         S = x[tab.law_species[j, 0]] * 1.0
-        return theta[par[0]] * S / (theta[par[1]] + S)
+        return theta[tab.law_param[j, 0]] * S / (theta[tab.law_param[j, 1]] + S)
     # neural: k * f(b + sum_i w_i x_i)
-    z = theta[par[1]]
+    z = theta[tab.law_param[j, 1]]
     for e in range(tab.reg_ptr[j], tab.reg_ptr[j + 1]):
         z = z + theta[tab.reg_param[e]] * (x[tab.reg_species[e]] * 1.0)
     option = tab.law_option[j]
@@ -63,15 +69,15 @@ def propensity(j, x, theta, tab):
         f = math.exp(z)
     else:
         f = math.nan
-    return theta[par[0]] * f
+    return theta[tab.law_param[j, 0]] * f
 
 
 def falling_ratio(n, order):
-    """``C(n, order)`` as the polynomial ``n (n-1) ... (n-order+1) / order!``."""
+    """``C(n, order)`` as the polynomial ``n (n-1) ... (n-order+1) * (1/order!)``."""
     c = 1.0
     for q in range(order):
-        c = c * (n - q) / (q + 1)
-    return c
+        c = c * (n - q)
+    return c * INV_FACTORIAL[order]
 
 
 def falling_ratio_derivative(n, order):
@@ -92,13 +98,9 @@ def propensity_adjoint(j, x, theta, abar, xbar, gbar, with_x, tab):
     """Reverse-mode step through ``a_j(x; theta)``: add ``abar * da_j/dtheta`` to ``gbar [P]`` and,
     when ``with_x``, ``abar * da_j/dx`` (continuous extension) to ``xbar [S]``."""
     kind = tab.law_kind[j]
-    par = tab.law_param[j]
     if kind == MASS_ACTION:
-        k = theta[par[0]]
-        c = 1.0
-        for e in range(tab.reac_ptr[j], tab.reac_ptr[j + 1]):
-            c = c * falling_ratio(x[tab.reac_species[e]] * 1.0, tab.reac_order[e])
-        gbar[par[0]] += abar * c
+        k = theta[tab.law_param[j, 0]]
+        gbar[tab.law_param[j, 0]] += abar * combinatorial_factor(j, x, tab)
         if with_x:
             for e in range(tab.reac_ptr[j], tab.reac_ptr[j + 1]):
                 others = 1.0
@@ -110,19 +112,19 @@ def propensity_adjoint(j, x, theta, abar, xbar, gbar, with_x, tab):
         return
     if kind == HILL or kind == HILL_REPRESSION:
         P = x[tab.law_species[j, 0]] * 1.0
-        vmax = theta[par[0]]
-        K = theta[par[1]]
-        n = theta[par[2]]
+        vmax = theta[tab.law_param[j, 0]]
+        K = theta[tab.law_param[j, 1]]
+        n = theta[tab.law_param[j, 2]]
         Pn = P ** n
         Kn = K ** n
         denom = (Kn + Pn) * (Kn + Pn)
         sign = 1.0 if kind == HILL else -1.0
-        gbar[par[0]] += abar * (Pn if kind == HILL else Kn) / (Kn + Pn)
+        gbar[tab.law_param[j, 0]] += abar * (Pn if kind == HILL else Kn) / (Kn + Pn)
         # d/dK [P^n/(K^n+P^n)] = -n K^(n-1) P^n / (K^n+P^n)^2
-        gbar[par[1]] += abar * sign * vmax * (-n * Kn / K * Pn / denom)
+        gbar[tab.law_param[j, 1]] += abar * sign * vmax * (-n * Kn / K * Pn / denom)
         # d/dn [P^n/(K^n+P^n)] = P^n K^n (ln P - ln K) / (K^n+P^n)^2, -> 0 as P -> 0
         if P > 0.0:
-            gbar[par[2]] += abar * sign * vmax * (Pn * Kn * (math.log(P) - math.log(K)) / denom)
+            gbar[tab.law_param[j, 2]] += abar * sign * vmax * (Pn * Kn * (math.log(P) - math.log(K)) / denom)
         if with_x:
             if P > 0.0:
                 Pnm1 = P ** (n - 1.0)
@@ -136,10 +138,10 @@ def propensity_adjoint(j, x, theta, abar, xbar, gbar, with_x, tab):
         return
     if kind == MICHAELIS_MENTEN:
         S = x[tab.law_species[j, 0]] * 1.0
-        vmax = theta[par[0]]
-        Km = theta[par[1]]
-        gbar[par[0]] += abar * S / (Km + S)
-        gbar[par[1]] += abar * (-vmax * S / ((Km + S) * (Km + S)))
+        vmax = theta[tab.law_param[j, 0]]
+        Km = theta[tab.law_param[j, 1]]
+        gbar[tab.law_param[j, 0]] += abar * S / (Km + S)
+        gbar[tab.law_param[j, 1]] += abar * (-vmax * S / ((Km + S) * (Km + S)))
         if with_x:
             xbar[tab.law_species[j, 0]] += abar * vmax * Km / ((Km + S) * (Km + S))
         return
@@ -147,7 +149,7 @@ def propensity_adjoint(j, x, theta, abar, xbar, gbar, with_x, tab):
         expression_adjoint(j, x, theta, abar, xbar, gbar, with_x)
         return
     # neural: a = k f(z), z = b + sum_i w_i x_i
-    z = theta[par[1]]
+    z = theta[tab.law_param[j, 1]]
     for e in range(tab.reg_ptr[j], tab.reg_ptr[j + 1]):
         z = z + theta[tab.reg_param[e]] * (x[tab.reg_species[e]] * 1.0)
     option = tab.law_option[j]
@@ -160,9 +162,9 @@ def propensity_adjoint(j, x, theta, abar, xbar, gbar, with_x, tab):
     else:
         f = math.exp(z)
         df = f
-    k = theta[par[0]]
-    gbar[par[0]] += abar * f
-    gbar[par[1]] += abar * k * df
+    k = theta[tab.law_param[j, 0]]
+    gbar[tab.law_param[j, 0]] += abar * f
+    gbar[tab.law_param[j, 1]] += abar * k * df
     for e in range(tab.reg_ptr[j], tab.reg_ptr[j + 1]):
         gbar[tab.reg_param[e]] += abar * k * df * (x[tab.reg_species[e]] * 1.0)
         if with_x:

@@ -9,7 +9,7 @@ versions, then decorated. The NumPy backend calls the plain functions directly.
 import types
 
 
-def retarget(functions, decorate, provided=None, tag=""):
+def retarget(functions, decorate, provided=None, tag="", decorate_inline=None, inline=()):
     """Compile ``functions`` (callees before callers) with ``decorate``.
 
     Parameters
@@ -21,6 +21,10 @@ def retarget(functions, decorate, provided=None, tag=""):
     provided : mapping name -> compiled function, optional
         Already compiled functions the family calls (e.g. code-generated rate laws, or a
         previously retargeted family), used in place of the module globals of those names.
+    decorate_inline, inline : callable, collection of names
+        Functions named in ``inline`` are compiled with ``decorate_inline`` instead (e.g.
+        ``numba.njit(inline="always")`` for the per-step helpers, so that no call passes the
+        network tables or pays reference counting on them in the inner loop).
     tag : str
         Appended to each clone's ``__qualname__``. Numba's on-disk cache is keyed by the function's
         file and qualified name, not by compile options or by which callees were linked in, so
@@ -39,5 +43,6 @@ def retarget(functions, decorate, provided=None, tag=""):
         clone.__module__ = f.__module__
         clone.__qualname__ = f"{f.__qualname__}__{tag}" if tag else f.__qualname__
         clone.__doc__ = f.__doc__
-        compiled[f.__name__] = decorate(clone)
+        chosen = decorate_inline if f.__name__ in inline and decorate_inline else decorate
+        compiled[f.__name__] = chosen(clone)
     return types.SimpleNamespace(**compiled)

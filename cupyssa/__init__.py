@@ -15,8 +15,19 @@ from . import cme, losses, models
 from .gradients import Gradient, value_and_grad
 from .ratelaws import Hill, HillRepression, MassAction, MichaelisMenten, Neural, RateLaw
 
+
+def read_sbml(source):
+    """Read an SBML Level 2/3 model into a model that :func:`simulate` accepts; see
+    :func:`cupyssa.sbml.read_sbml`. Needs the ``sbml`` extra (``python-libsbml``), imported only
+    when this is called."""
+    from .sbml import read_sbml as _read_sbml
+
+    return _read_sbml(source)
+
+
 __all__ = [
-    "__version__", "simulate", "SimulationResult", "models", "cme", "losses", "value_and_grad", "Gradient", "ReactionNetwork", "Reaction",
+    "__version__", "simulate", "read_sbml", "SimulationResult", "models", "cme", "losses",
+    "value_and_grad", "Gradient", "ReactionNetwork", "Reaction",
     "RateLaw", "MassAction", "Hill",
     "HillRepression", "MichaelisMenten", "Neural", "CupyssaError", "NetworkError", "ParseError",
     "ParameterError", "InitialStateError", "SimulationError", "MaxStepsExceeded",

@@ -46,7 +46,7 @@ __all__ = [
     "Node", "Num", "Name", "Species", "Param", "Time", "Call", "Expression",
     "parse_expression", "to_infix", "differentiate", "resolve_tree", "evaluate_tree",
     "evaluate_scalar", "symbols", "is_boolean", "substitute", "python_source",
-    "propensity_source", "kernel_functions_for", "compile_function",
+    "propensity_source", "adjoint_source", "kernel_functions_for", "compile_function",
 ]
 
 
@@ -371,7 +371,8 @@ class _Parser:
     def unary(self):
         op = self.accept("-", "+")
         if op == "-":
-            return Call("neg", (self.unary(),))
+            operand = self.unary()
+            return Num(-operand.value) if isinstance(operand, Num) else Call("neg", (operand,))
         if op == "+":
             return self.unary()
         return self.power()
@@ -715,13 +716,17 @@ def differentiate(node: Node, var: Node) -> Node:
             "sinh": lambda: Call("cosh", (u,)),
             "cosh": lambda: Call("sinh", (u,)),
             "tanh": lambda: _fold("sub", _ONE, _fold("pow", n, Num(2.0))),
-            "asin": lambda: _fold("div", _ONE, Call("sqrt", (_fold("sub", _ONE, _fold("pow", u, Num(2.0))),))),
-            "acos": lambda: _fold("neg", _fold("div", _ONE, Call("sqrt", (_fold("sub", _ONE, _fold("pow", u, Num(2.0))),)))),
+            "asin": lambda: _fold("div", _ONE, _sqrt_one_minus_square(u)),
+            "acos": lambda: _fold("neg", _fold("div", _ONE, _sqrt_one_minus_square(u))),
             "atan": lambda: _fold("div", _ONE, _fold("add", _ONE, _fold("pow", u, Num(2.0)))),
         }[op]()
         return _fold("mul", outer, du)
 
     return d(node)
+
+
+def _sqrt_one_minus_square(u):
+    return Call("sqrt", (_fold("sub", _ONE, _fold("pow", u, Num(2.0))),))
 
 
 def _fold_piecewise(a, c, b):
@@ -770,6 +775,11 @@ class Expression(RateLaw):
         tree = resolve_tree(self.expr, species_index, parameter_index,
                             context=f"rate law {to_infix(self.expr)!r}")
         return Expression(tree, reactants=tuple(reactants))
+
+    def signed_parameters(self) -> tuple:
+        """Every parameter of an expression may have any sign (the law is taken literally; the
+        kernels check that the propensity itself is finite and non-negative)."""
+        return self.parameter_names()
 
     def reads(self) -> tuple:
         """Species whose change can alter the propensity: those in the expression."""
@@ -902,9 +912,29 @@ def propensity_source(network) -> str:
     lines = ["def expression_propensity(j, x, theta):"]
     for j, r in enumerate(network.reactions):
         if isinstance(r.law, Expression):
-            lines.append(f"    if j == {j}:  # {r.name}")
+            lines.append(f"    if j == {j}:")
             lines.append(f"        return {num_source(r.law.expr)}")
     lines.append("    return math.nan")
+    return "\n".join(lines) + "\n"
+
+
+def adjoint_source(network) -> str:
+    """Python source of ``expression_adjoint(j, x, theta, abar, xbar, gbar, with_x)``: for the
+    expression law of reaction ``j``, ``gbar[p] += abar * da_j/dtheta_p`` and, when ``with_x``,
+    ``xbar[s] += abar * da_j/dx_s`` (the symbolic derivatives of :meth:`Expression.grad_theta`
+    and :meth:`Expression.grad_x`, evaluated in the same operation order)."""
+    lines = ["def expression_adjoint(j, x, theta, abar, xbar, gbar, with_x):"]
+    for j, r in enumerate(network.reactions):
+        if isinstance(r.law, Expression):
+            lines.append(f"    if j == {j}:")
+            for p, tree in r.law._dtheta:
+                lines.append(f"        gbar[{p}] += abar * {num_source(tree)}")
+            if r.law._dx:
+                lines.append("        if with_x:")
+                for sp, tree in r.law._dx:
+                    lines.append(f"            xbar[{sp}] += abar * {num_source(tree)}")
+            lines.append("        return")
+    lines.append("    gbar[0] += math.nan")
     return "\n".join(lines) + "\n"
 
 
@@ -933,7 +963,8 @@ def compile_function(source: str, name: str):
 
 
 def kernel_functions_for(network) -> dict:
-    """``{"expression_propensity": fn}`` for a network with :class:`Expression` laws, else ``{}``.
+    """``{"expression_propensity": fn, "expression_adjoint": fn}`` for a network with
+    :class:`Expression` laws, else ``{}``.
 
     The dictionary is memoized on the network (the same object is returned while the reactions
     are unchanged), which is what lets :func:`cupyssa.backends.cpu.kernels_for` reuse the compiled
@@ -946,53 +977,9 @@ def kernel_functions_for(network) -> dict:
     if cached is not None and len(cached[0]) == len(reactions) and all(
             a is b for a, b in zip(cached[0], reactions)):
         return cached[1]
-    source = propensity_source(network)
-    functions = {"expression_propensity": compile_function(source, "expression_propensity")}
+    functions = {
+        "expression_propensity": compile_function(propensity_source(network), "expression_propensity"),
+        "expression_adjoint": compile_function(adjoint_source(network), "expression_adjoint"),
+    }
     network.__dict__["_expression_kernel_functions"] = (reactions, functions)
-    ensure_cpu_family(network, functions)
     return functions
-
-
-# -- compatibility: kernels.targets.retarget before it honoured ``provided`` --------------------
-_FAMILIES: dict = {}
-
-
-def _retarget_keeps_provided() -> bool:
-    from .kernels.targets import retarget
-
-    def probe():  # pragma: no cover - never called
-        return 0
-
-    sentinel = object()
-    return getattr(retarget([probe], lambda f: f, {"probe": sentinel}), "probe") is sentinel
-
-
-_RETARGET_OK: list = []
-
-
-def ensure_cpu_family(network, functions: dict) -> None:
-    """Work around ``cupyssa.kernels.targets.retarget`` overwriting the ``provided`` functions
-    with the module defaults (so ``cpu.build(provided)`` would compile the default
-    ``expression_propensity``, which returns NaN). When that bug is present, build the family
-    with the provided functions kept and store it where :func:`cupyssa.backends.cpu.kernels_for`
-    looks for its memo; families are shared between networks with identical generated code.
-    Does nothing once ``retarget`` is fixed."""
-    if not _RETARGET_OK:
-        _RETARGET_OK.append(_retarget_keeps_provided())
-    if _RETARGET_OK[0]:
-        return
-    key = tuple(sorted((name, id(fn)) for name, fn in functions.items()))
-    family = _FAMILIES.get(key)
-    if family is None:
-        import numba
-
-        from .kernels import cpu
-        from .kernels.targets import retarget
-
-        device_functions = [f for f in cpu.DEVICE_FUNCTIONS if f.__name__ not in functions]
-        device = retarget(device_functions, numba.njit(cache=False, nogil=True), functions)
-        batch = retarget([cpu.simulate_batch], numba.njit(parallel=True, cache=False, nogil=True),
-                         vars(device))
-        device.simulate_batch = batch.simulate_batch
-        family = _FAMILIES[key] = device
-    network.__dict__["_cpu_family"] = (functions, family)

@@ -159,6 +159,9 @@ def value_and_grad(loss, network, x0=None, t_eval=None, params=None, n_trajector
         ``dL/dtheta`` by name with ``.stderr``.
     """
     network, x0, params, model_obj = _unpack(network, x0, params)
+    if getattr(model_obj, "events", ()):
+        raise ParameterError("value_and_grad does not support models with events (the reverse "
+                             "sweep has no adjoint for event assignments)")
     if estimator not in ESTIMATORS:
         raise ParameterError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
     if observation not in OBSERVATIONS:

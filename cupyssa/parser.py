@@ -13,10 +13,13 @@ One statement per line; ``#`` starts a comment::
     G -> G + P ; hillr(P, vmax, K, n)       # Hill repression by P
     S -> Q ; mm(S, vmax, Km)                # Michaelis-Menten in S
     0 -> Y ; neural(sigmoid, k, b, w1*X, w2*P)   # k * sigmoid(b + w1 X + w2 P)
+    0 -> Z ; expr(k * Z^2 / (K^2 + Z^2) + b)     # any expression (cupyssa.expressions)
     degY: Y -> 0 ; g              # optional reaction name before a colon
 
 Species are declared by first use; parameters by first use or by ``name = value``. Non-mass-
 action laws give the whole propensity as written (they are not multiplied by reactant counts).
+In ``expr(...)`` a name is a species if it was used as one on this or an earlier line, else a
+parameter.
 """
 
 from __future__ import annotations
@@ -94,6 +97,14 @@ def _law(text: str, b: _Builder, reaction: str):
     if not call:
         return MassAction(b.parameter(text, reaction, "k"))
     fname, args = call.group(1), [a.strip() for a in call.group(2).split(",")]
+    if fname == "expr":
+        from .expressions import Expression, Name, parse_expression, walk
+
+        tree = parse_expression(call.group(2))
+        for leaf in walk(tree):  # declare new parameters in order of appearance
+            if isinstance(leaf, Name) and leaf.name not in b.net.species:
+                b.parameter(leaf.name, reaction, leaf.name)
+        return Expression(tree)
     if fname == "neural":
         if len(args) < 3:
             raise NetworkError("neural(f, k, b, w1*X1, ...) needs a nonlinearity, k and b")
@@ -106,7 +117,7 @@ def _law(text: str, b: _Builder, reaction: str):
             weights.append((b.parameter(m.group(1), reaction, f"w{i}"), b.species(m.group(2))))
         return Neural(k, bias, weights, f=args[0])
     if fname not in _LAWS:
-        raise NetworkError(f"unknown rate law {fname!r}; known: {sorted(_LAWS) + ['neural']}")
+        raise NetworkError(f"unknown rate law {fname!r}; known: {sorted(_LAWS) + ['expr', 'neural']}")
     cls, n_species, n_params = _LAWS[fname]
     if len(args) != n_species + n_params:
         raise NetworkError(f"{fname} takes {n_species + n_params} arguments, got {len(args)}")

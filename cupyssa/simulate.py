@@ -22,7 +22,8 @@ _CHUNK_CELLS = 1 << 22
 
 def _unpack(model, x0, params):
     if isinstance(model, Model):
-        return model.network, (model.x0 if x0 is None else x0), (model.params if params is None else params), model
+        return (model.network, model.x0 if x0 is None else x0,
+                model.params if params is None else params, model)
     if isinstance(model, ReactionNetwork):
         return model, x0, params, None
     raise TypeError(f"expected a ReactionNetwork or a Model, got {type(model).__name__}")
@@ -48,7 +49,8 @@ def _time_grid(t_eval, t0: float, model) -> np.ndarray:
 def _resolve_count(n_trajectories, *arrays) -> int:
     rows = {a.shape[0] for a in arrays if a.ndim == 2}
     if len(rows) > 1:
-        raise ParameterError(f"per-trajectory x0 and params disagree on the number of trajectories: {sorted(rows)}")
+        raise ParameterError("per-trajectory x0 and params disagree on the number of trajectories: "
+                             f"{sorted(rows)}")
     if n_trajectories is None:
         return rows.pop() if rows else 1
     n = int(n_trajectories)
@@ -96,7 +98,9 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
     ----------
     model : ReactionNetwork or Model
         The network; a :class:`~cupyssa.models.Model` also supplies defaults for ``x0`` and
-        ``params`` (and ``t_eval``: 101 points up to its ``t_end``).
+        ``params`` (and ``t_eval``: 101 points up to its ``t_end``). A model with ``events``
+        (:class:`cupyssa.events.EventModel`, e.g. from :func:`cupyssa.read_sbml`) has them applied
+        exactly (state-triggered events need the ``cpu`` backend).
     x0 : mapping or array_like, shape (S,) or (n_trajectories, S)
         Initial counts: a mapping species -> count (scalar or one per trajectory) or an array.
         Species missing from a mapping take the network's declared defaults.
@@ -156,6 +160,11 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
     if dtype.kind not in "iu":
         raise ParameterError(f"dtype must be an integer type, got {dtype}")
     impl = get_backend(backend)
+    driver = None
+    if getattr(model_obj, "events", ()):
+        from .events import EventDriver
+
+        driver = EventDriver(network, model_obj.events, theta, backend, float(t0))
 
     T, S = len(t_eval), network.n_species
     states = np.empty((n, T, S), dtype=dtype)
@@ -169,9 +178,13 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
             rows = slice(start, min(n, start + chunk))
             seg = Segment.start(first_trajectory + start, x0_arr[rows] if x0_arr.shape[0] > 1 else x0_arr,
                                 theta[rows] if theta.shape[0] > 1 else theta, t0, states[rows])
-            status, fail_reaction = impl.simulate_segment(network, seg, np.inf, t_eval, int(seed), max_steps)
-            raise_failure(network, status, seg, max_steps, fail_reaction)
-            n_events[rows] = seg.k
+            if driver is not None:  # a model with events (cupyssa.events)
+                n_events[rows] = driver.run(impl, seg, t_eval, int(seed), max_steps)
+            else:
+                status, fail_reaction = impl.simulate_segment(network, seg, np.inf, t_eval, int(seed),
+                                                              max_steps)
+                raise_failure(network, status, seg, max_steps, fail_reaction)
+                n_events[rows] = seg.k
             bar.update(rows.stop - rows.start)
     return SimulationResult(t_eval, states, network.species, n_events, int(seed), backend,
                             first_trajectory)

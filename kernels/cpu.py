@@ -18,7 +18,8 @@ from .trajectory import simulate_trajectory
 #: the shared device-level source, callees first
 DEVICE_FUNCTIONS = [
     philox.philox4x32, philox.words_to_uniform, philox.uniform_pair,
-    propensity.expression_propensity, propensity.combinatorial_factor, propensity.propensity, trajectory.event_trigger,
+    propensity.expression_propensity, propensity.combinatorial_factor, propensity.propensity,
+    trajectory.event_trigger,
     trajectory.select_reaction, trajectory.all_propensities, trajectory.window_cdf,
     trajectory.window_density, trajectory.simulate_trajectory,
     propensity.falling_ratio, propensity.falling_ratio_derivative, propensity.expression_adjoint,

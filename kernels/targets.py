@@ -37,6 +37,8 @@ def retarget(functions, decorate, provided=None, tag="", decorate_inline=None, i
     """
     compiled = dict(provided or {})
     for f in functions:
+        if f.__name__ in compiled:
+            continue  # a provided (e.g. code-generated) function replaces the module default
         g = dict(f.__globals__)
         g.update(compiled)
         clone = types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)

@@ -7,16 +7,20 @@ from ..kernels.philox import split_seed
 
 
 def kernels_for(network):
-    """The compiled CPU family for ``network``: the shared cached one, or (memoized on the
-    network) one built around the network's code-generated kernel functions."""
+    """The compiled CPU family for ``network``: the shared cached one, or one built around the
+    network's code-generated kernel functions."""
     provided = network.kernel_functions()
     if not provided:
         return cpu.default
-    family = network.__dict__.get("_cpu_family")
-    if family is None or family[0] is not provided:
-        family = (provided, cpu.build(provided, cache=False))
-        network.__dict__["_cpu_family"] = family
-    return family[1]
+    # generated functions are cached by their source, so networks with the same generated code
+    # share one compiled family
+    key = tuple(sorted((name, id(fn)) for name, fn in provided.items()))
+    if key not in _FAMILIES:
+        _FAMILIES[key] = (provided, cpu.build(provided, cache=False))  # keeps provided alive
+    return _FAMILIES[key][1]
+
+
+_FAMILIES: dict = {}
 
 
 def simulate_segment(network, seg, t_stop, t_eval, seed, max_steps):

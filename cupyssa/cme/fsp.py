@@ -88,6 +88,9 @@ def _resolve(network_or_model, x0, params):
     """``(network, initial states [K0, S] int64, initial probabilities [K0], theta [P])``."""
     if isinstance(network_or_model, Model):
         model = network_or_model
+        if getattr(model, "events", ()):
+            raise NetworkError("fsp does not support models with events; solve between event "
+                               "times and apply the events to the distribution yourself")
         net = model.network
         if x0 is None or isinstance(x0, Mapping):
             x0 = {**model.x0, **(x0 or {})}

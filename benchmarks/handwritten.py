@@ -1,0 +1,428 @@
+"""Hand-written Numba SSA loops, one per benchmark model: the practical speed limit on a CPU.
+
+Each loop is an ``@numba.njit(parallel=True)`` function with the model hard-coded: propensity
+formulas inline, Gillespie's direct method, ``prange`` over trajectories, the same observation
+rule as cupyssa (the state reported at ``t_eval[m]`` is the state after every event with time
+``<= t_eval[m]``), and the combinatorial mass-action convention (``2A -> B``: ``k A(A-1)/2``).
+
+Random numbers: **xoshiro256+**, one generator per trajectory, its 256-bit state seeded by
+SplitMix64 from ``seed + GOLDEN * trajectory``; uniforms in ``(0, 1]`` are
+``((r >> 11) + 1) 2^-53``. Per step: one uniform for the waiting time ``-log(u) / a0`` and one
+for the event (linear search ``u a0`` over the propensities). The streams differ from cupyssa's
+Philox ones, so the loops agree with cupyssa in distribution, not trajectory by trajectory.
+
+Every loop has the signature ``loop(n, t_eval, seed, params, x0, out, n_events)``: ``params`` the
+float64 rate constants in the order of ``PARAMS[name]``, ``x0`` the int64 initial state in the
+order of ``SPECIES[name]``, ``out [n, T, S]`` (integer) the observed states, ``n_events [n]``
+(int64) the events per trajectory (up to the last grid time).
+
+The ``*_philox`` variant of the dimerization loop draws its numbers from cupyssa's counter-based
+Philox4x32-10 (same keying as cupyssa, so it reproduces cupyssa's trajectories exactly); it exists
+to measure what the RNG costs (see ``benchmarks/ssa_throughput.py --profile``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+__all__ = ["LOOPS", "SPECIES", "PARAMS", "RNG_DESCRIPTION", "dimerization", "vilar", "schlogl",
+           "dimerization_philox"]
+
+RNG_DESCRIPTION = ("xoshiro256+ per trajectory, seeded by SplitMix64(seed + 0x9E3779B97F4A7C15 "
+                   "* trajectory); u = ((r >> 11) + 1) * 2^-53 in (0, 1]")
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_SM1 = np.uint64(0xBF58476D1CE4E5B9)
+_SM2 = np.uint64(0x94D049BB133111EB)
+_U11 = np.uint64(11)
+_U17 = np.uint64(17)
+_U45 = np.uint64(45)
+_U19 = np.uint64(19)
+_U27 = np.uint64(27)
+_U30 = np.uint64(30)
+_U31 = np.uint64(31)
+_TWO_M53 = 1.0 / 9007199254740992.0
+
+
+@numba.njit(inline="always")
+def _splitmix(z):
+    z = z + _GOLDEN
+    y = (z ^ (z >> _U30)) * _SM1
+    y = (y ^ (y >> _U27)) * _SM2
+    return z, y ^ (y >> _U31)
+
+
+@numba.njit(inline="always")
+def _seed(seed, trajectory):
+    z = np.uint64(seed) + _GOLDEN * np.uint64(trajectory)
+    z, s0 = _splitmix(z)
+    z, s1 = _splitmix(z)
+    z, s2 = _splitmix(z)
+    z, s3 = _splitmix(z)
+    return s0, s1, s2, s3
+
+
+@numba.njit(inline="always")
+def _next(s0, s1, s2, s3):
+    """xoshiro256+: returns (uniform in (0, 1], new state)."""
+    r = s0 + s3
+    t = s1 << _U17
+    s2 = s2 ^ s0
+    s3 = s3 ^ s1
+    s1 = s1 ^ s2
+    s0 = s0 ^ s3
+    s2 = s2 ^ t
+    s3 = (s3 << _U45) | (s3 >> _U19)
+    u = (np.int64(r >> _U11) + 1) * _TWO_M53
+    return u, s0, s1, s2, s3
+
+
+# -- (a) reversible dimerization: 2A -> B (k1 A(A-1)/2), B -> 2A (k2 B) ------------------------
+
+@numba.njit(parallel=True, nogil=True)
+def dimerization(n, t_eval, seed, params, x0, out, n_events):
+    k1 = params[0]
+    k2 = params[1]
+    T = t_eval.shape[0]
+    for i in prange(n):
+        s0, s1, s2, s3 = _seed(seed, i)
+        A = x0[0]
+        B = x0[1]
+        t = 0.0
+        obs = 0
+        k = 0
+        while True:
+            a1 = k1 * (A * (A - 1)) * 0.5
+            a2 = k2 * B
+            a0 = a1 + a2
+            t_next = math.inf
+            if a0 > 0.0:
+                u, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+                t_next = t - math.log(u) / a0
+            while obs < T and t_eval[obs] < t_next:
+                out[i, obs, 0] = A
+                out[i, obs, 1] = B
+                obs += 1
+            if obs == T:
+                break
+            u, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+            if u * a0 <= a1:
+                A -= 2
+                B += 1
+            else:
+                A += 2
+                B -= 1
+            t = t_next
+            k += 1
+        n_events[i] = k
+
+
+# -- (b) Vilar-Kueh-Barkai-Leibler oscillator: 9 species, 16 reactions ------------------------
+
+@numba.njit(parallel=True, nogil=True)
+def vilar(n, t_eval, seed, params, x0, out, n_events):
+    (gammaA, thetaA, gammaR, thetaR, alphaA, alphapA, alphaR, alphapR, betaA, betaR, gammaC,
+     deltaA, deltaR, deltaMA, deltaMR) = (params[0], params[1], params[2], params[3], params[4],
+                                          params[5], params[6], params[7], params[8], params[9],
+                                          params[10], params[11], params[12], params[13],
+                                          params[14])
+    T = t_eval.shape[0]
+    for i in prange(n):
+        s0, s1, s2, s3 = _seed(seed, i)
+        A = x0[0]
+        DA = x0[1]
+        DpA = x0[2]
+        DR = x0[3]
+        DpR = x0[4]
+        MA = x0[5]
+        MR = x0[6]
+        R = x0[7]
+        C = x0[8]
+        t = 0.0
+        obs = 0
+        k = 0
+        while True:
+            a1 = gammaA * A * DA
+            a2 = thetaA * DpA
+            a3 = gammaR * A * DR
+            a4 = thetaR * DpR
+            a5 = alphaA * DA
+            a6 = alphapA * DpA
+            a7 = alphaR * DR
+            a8 = alphapR * DpR
+            a9 = betaA * MA
+            a10 = betaR * MR
+            a11 = gammaC * A * R
+            a12 = deltaA * C
+            a13 = deltaA * A
+            a14 = deltaR * R
+            a15 = deltaMA * MA
+            a16 = deltaMR * MR
+            # running sums; the last one is a0, so u a0 <= a0 always lands on a positive a_j
+            c1 = a1
+            c2 = c1 + a2
+            c3 = c2 + a3
+            c4 = c3 + a4
+            c5 = c4 + a5
+            c6 = c5 + a6
+            c7 = c6 + a7
+            c8 = c7 + a8
+            c9 = c8 + a9
+            c10 = c9 + a10
+            c11 = c10 + a11
+            c12 = c11 + a12
+            c13 = c12 + a13
+            c14 = c13 + a14
+            c15 = c14 + a15
+            a0 = c15 + a16
+            t_next = math.inf
+            if a0 > 0.0:
+                u, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+                t_next = t - math.log(u) / a0
+            while obs < T and t_eval[obs] < t_next:
+                out[i, obs, 0] = A
+                out[i, obs, 1] = DA
+                out[i, obs, 2] = DpA
+                out[i, obs, 3] = DR
+                out[i, obs, 4] = DpR
+                out[i, obs, 5] = MA
+                out[i, obs, 6] = MR
+                out[i, obs, 7] = R
+                out[i, obs, 8] = C
+                obs += 1
+            if obs == T:
+                break
+            u, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+            # first j with u a0 <= c_j: u a0 > 0, and a zero a_j repeats c_{j-1}, so it is skipped
+            r = u * a0
+            if r <= c8:
+                if r <= c4:
+                    if r <= c1:
+                        A -= 1
+                        DA -= 1
+                        DpA += 1
+                    elif r <= c2:
+                        A += 1
+                        DA += 1
+                        DpA -= 1
+                    elif r <= c3:
+                        A -= 1
+                        DR -= 1
+                        DpR += 1
+                    else:
+                        A += 1
+                        DR += 1
+                        DpR -= 1
+                elif r <= c6:
+                    MA += 1  # DA -> DA + MA or DpA -> DpA + MA
+                else:
+                    MR += 1  # DR -> DR + MR or DpR -> DpR + MR
+            elif r <= c12:
+                if r <= c9:
+                    A += 1
+                elif r <= c10:
+                    R += 1
+                elif r <= c11:
+                    A -= 1
+                    R -= 1
+                    C += 1
+                else:
+                    C -= 1
+                    R += 1
+            elif r <= c13:
+                A -= 1
+            elif r <= c14:
+                R -= 1
+            elif r <= c15:
+                MA -= 1
+            else:
+                MR -= 1
+            t = t_next
+            k += 1
+        n_events[i] = k
+
+
+# -- (c) 1-D Schlögl chain, open boundaries, nearest-neighbour diffusion ----------------------
+
+@numba.njit(inline="always")
+def _site_total(x, c1h, c2s, c3, c4, d, nb):
+    """Total propensity of a site: 2X->3X, 3X->2X, 0->X, X->0 and ``nb`` hops out."""
+    return c1h * (x * (x - 1)) + c2s * (x * (x - 1) * (x - 2)) + c3 + (c4 + d * nb) * x
+
+
+@numba.njit(parallel=True, nogil=True)
+def schlogl(n, t_eval, seed, params, x0, out, n_events):
+    """Two-level direct method: a site by its total propensity, then the reaction within it."""
+    c1h = params[0] * 0.5  # c1 X(X-1)/2
+    c2s = params[1] / 6.0  # c2 X(X-1)(X-2)/6
+    c3 = params[2]
+    c4 = params[3]
+    d = params[4]
+    L = x0.shape[0]
+    T = t_eval.shape[0]
+    for i in prange(n):
+        s0, s1, s2, s3 = _seed(seed, i)
+        x = x0.copy()
+        nb = np.full(L, 2.0)
+        nb[0] = 1.0 if L > 1 else 0.0
+        nb[L - 1] = 1.0 if L > 1 else 0.0
+        asite = np.empty(L)
+        for s in range(L):
+            asite[s] = _site_total(x[s] * 1.0, c1h, c2s, c3, c4, d, nb[s])
+        t = 0.0
+        obs = 0
+        k = 0
+        while True:
+            a0 = 0.0
+            for s in range(L):
+                a0 += asite[s]
+            t_next = math.inf
+            if a0 > 0.0:
+                u, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+                t_next = t - math.log(u) / a0
+            while obs < T and t_eval[obs] < t_next:
+                for s in range(L):
+                    out[i, obs, s] = x[s]
+                obs += 1
+            if obs == T:
+                break
+            u, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+            r = u * a0
+            # site: first s with u a0 <= running sum (the same sum as a0, so a positive site)
+            acc = 0.0
+            base = 0.0
+            site = 0
+            for s in range(L):
+                base = acc
+                acc += asite[s]
+                if r <= acc:
+                    site = s
+                    break
+            # reaction within the site, on the remainder; guards keep rounding on a positive one
+            rl = r - base
+            xs = x[site] * 1.0
+            b = c1h * (xs * (xs - 1.0))
+            dd = c2s * (xs * (xs - 1.0) * (xs - 2.0))
+            e = c4 * xs
+            h = d * xs
+            dest = -1
+            if rl <= b and b > 0.0:
+                x[site] += 1
+            elif rl <= b + dd and dd > 0.0:
+                x[site] -= 1
+            elif rl <= b + dd + c3 or xs == 0.0:
+                x[site] += 1
+            elif rl <= b + dd + c3 + e or L == 1:
+                x[site] -= 1
+            elif site > 0 and (rl <= b + dd + c3 + e + h or site == L - 1):
+                dest = site - 1
+            else:
+                dest = site + 1
+            if dest >= 0:
+                x[site] -= 1
+                x[dest] += 1
+                asite[dest] = _site_total(x[dest] * 1.0, c1h, c2s, c3, c4, d, nb[dest])
+            asite[site] = _site_total(x[site] * 1.0, c1h, c2s, c3, c4, d, nb[site])
+            t = t_next
+            k += 1
+        n_events[i] = k
+
+
+# -- profiling variant: dimerization with cupyssa's Philox4x32-10 draws ------------------------
+
+_M0 = np.uint64(0xD2511F53)
+_M1 = np.uint64(0xCD9E8D57)
+_W0 = np.uint64(0x9E3779B9)
+_W1 = np.uint64(0xBB67AE85)
+_MASK32 = np.uint64(0xFFFFFFFF)
+_U32 = np.uint64(32)
+_U26 = np.uint64(26)
+_U6 = np.uint64(6)
+_U1 = np.uint64(1)
+_TWO_M53_P = 1.1102230246251565e-16
+
+
+@numba.njit(inline="always")
+def _philox_pair(seed_lo, seed_hi, trajectory, step):
+    """cupyssa's ``uniform_pair(seed_lo, seed_hi, trajectory, step, STREAM_FORWARD)``."""
+    c0 = np.uint64(step)
+    c1 = np.uint64(0)
+    c2 = np.uint64(trajectory) & _MASK32
+    c3 = np.uint64(trajectory) >> _U32
+    k0 = seed_lo
+    k1 = seed_hi
+    for _ in range(10):
+        p0 = _M0 * c0
+        p1 = _M1 * c2
+        n0 = ((p1 >> _U32) ^ c1 ^ k0) & _MASK32
+        n1 = p1 & _MASK32
+        n2 = ((p0 >> _U32) ^ c3 ^ k1) & _MASK32
+        n3 = p0 & _MASK32
+        c0 = n0
+        c1 = n1
+        c2 = n2
+        c3 = n3
+        k0 = (k0 + _W0) & _MASK32
+        k1 = (k1 + _W1) & _MASK32
+    v = ((c0 >> _U6) << _U26) | (c1 >> _U6)
+    w = ((c2 >> _U6) << _U26) | (c3 >> _U6)
+    return ((v << _U1) | _U1) * _TWO_M53_P, ((w << _U1) | _U1) * _TWO_M53_P
+
+
+@numba.njit(parallel=True, nogil=True)
+def dimerization_philox(n, t_eval, seed, params, x0, out, n_events):
+    """:func:`dimerization` drawing ``(u_tau, u_sel)`` from cupyssa's Philox keying and choosing
+    the event as cupyssa does (first reaction whose running sum exceeds ``u_sel a0``)."""
+    k1 = params[0]
+    k2 = params[1]
+    T = t_eval.shape[0]
+    seed_lo = np.uint64(seed) & _MASK32
+    seed_hi = np.uint64(seed) >> _U32
+    for i in prange(n):
+        A = x0[0]
+        B = x0[1]
+        t = 0.0
+        obs = 0
+        k = 0
+        while True:
+            a1 = k1 * (A * (A - 1)) * 0.5
+            a2 = k2 * B
+            a0 = a1 + a2
+            t_next = math.inf
+            u_sel = 0.0
+            if a0 > 0.0:
+                u_tau, u_sel = _philox_pair(seed_lo, seed_hi, i, k)
+                t_next = t - math.log(u_tau) / a0
+            while obs < T and t_eval[obs] < t_next:
+                out[i, obs, 0] = A
+                out[i, obs, 1] = B
+                obs += 1
+            if obs == T:
+                break
+            if (a1 > u_sel * a0 and a1 > 0.0) or a2 <= 0.0:
+                A -= 2
+                B += 1
+            else:
+                A += 2
+                B -= 1
+            t = t_next
+            k += 1
+        n_events[i] = k
+
+
+#: model name -> loop
+LOOPS = {"dimerization": dimerization, "vilar": vilar, "schlogl": schlogl}
+#: model name -> species order of ``x0`` and ``out`` (``None``: the lattice sites in order)
+SPECIES = {"dimerization": ("A", "B"),
+           "vilar": ("A", "DA", "DpA", "DR", "DpR", "MA", "MR", "R", "C"),
+           "schlogl": None}
+#: model name -> parameter order of ``params``
+PARAMS = {"dimerization": ("k1", "k2"),
+          "vilar": ("gammaA", "thetaA", "gammaR", "thetaR", "alphaA", "alphapA", "alphaR",
+                    "alphapR", "betaA", "betaR", "gammaC", "deltaA", "deltaR", "deltaMA",
+                    "deltaMR"),
+          "schlogl": ("c1", "c2", "c3", "c4", "d")}

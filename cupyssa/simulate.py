@@ -90,8 +90,8 @@ def raise_failure(network, status, seg, max_steps, fail_reaction=None, allowed=(
 def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
              n_trajectories: int | None = None, seed: int | None = None, backend: str = "cpu",
              max_steps: int | None = None, progress: bool = False, *, t0: float = 0.0,
-             dtype=np.int32, first_trajectory: int = 0, chunk_size: int | None = None
-             ) -> SimulationResult:
+             dtype=np.int32, first_trajectory: int = 0, chunk_size: int | None = None,
+             specialize: bool = False) -> SimulationResult:
     """Simulate an ensemble of exact SSA trajectories (Gillespie's direct method).
 
     Parameters
@@ -129,6 +129,10 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
         ``first_trajectory`` gives exactly the trajectories of one call.
     chunk_size : int, optional
         Trajectories per kernel call (memory/progress granularity; results do not depend on it).
+    specialize : bool
+        ``cpu`` backend: compile a network-specific event update (:mod:`cupyssa.specialize`) —
+        about 2x more events/s on small networks, for one extra compilation (~10 s) per network
+        and process. Results are identical either way.
 
     Returns
     -------
@@ -176,13 +180,14 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
     with bar:
         for start in range(0, n, chunk):
             rows = slice(start, min(n, start + chunk))
-            seg = Segment.start(first_trajectory + start, x0_arr[rows] if x0_arr.shape[0] > 1 else x0_arr,
+            seg = Segment.start(first_trajectory + start,
+                                x0_arr[rows] if x0_arr.shape[0] > 1 else x0_arr,
                                 theta[rows] if theta.shape[0] > 1 else theta, t0, states[rows])
             if driver is not None:  # a model with events (cupyssa.events)
                 n_events[rows] = driver.run(impl, seg, t_eval, int(seed), max_steps)
             else:
-                status, fail_reaction = impl.simulate_segment(network, seg, np.inf, t_eval, int(seed),
-                                                              max_steps)
+                status, fail_reaction = impl.simulate_segment(network, seg, np.inf, t_eval,
+                                                              int(seed), max_steps, specialize)
                 raise_failure(network, status, seg, max_steps, fail_reaction)
                 n_events[rows] = seg.k
             bar.update(rows.stop - rows.start)

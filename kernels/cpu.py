@@ -20,8 +20,8 @@ DEVICE_FUNCTIONS = [
     philox.philox4x32, philox.words_to_uniform, philox.uniform_pair,
     propensity.expression_propensity, propensity.combinatorial_factor, propensity.propensity,
     trajectory.event_trigger,
-    trajectory.select_reaction, trajectory.all_propensities, trajectory.window_cdf,
-    trajectory.window_density, trajectory.simulate_trajectory,
+    trajectory.select_reaction, trajectory.fire, trajectory.all_propensities,
+    trajectory.window_cdf, trajectory.window_density, trajectory.simulate_trajectory,
     propensity.falling_ratio, propensity.falling_ratio_derivative, propensity.expression_adjoint,
     propensity.propensity_adjoint, backward.conditional_softmax, backward.add_kernel_time_terms,
     backward.add_kernel_state_terms, backward.step_adjoint, backward.linear_obs_terms,
@@ -33,7 +33,8 @@ DEVICE_FUNCTIONS = [
 #: passes the network tables costs a reference-count update per table array (atomic, on objects
 #: shared by all threads) — measured 3x slower per event than the inlined kernel
 PER_STEP = {
-    "philox4x32", "words_to_uniform", "uniform_pair", "combinatorial_factor", "propensity", "select_reaction",
+    "philox4x32", "words_to_uniform", "uniform_pair", "combinatorial_factor", "propensity",
+    "select_reaction", "fire",
     "all_propensities", "window_cdf", "window_density", "falling_ratio", "falling_ratio_derivative",
     "propensity_adjoint", "conditional_softmax", "add_kernel_time_terms", "add_kernel_state_terms",
     "step_adjoint", "linear_obs_terms", "event_trigger", "expression_propensity",
@@ -104,9 +105,11 @@ _SOURCE_HASH = hashlib.sha1(b"".join(
     p.read_bytes() for p in sorted(pathlib.Path(__file__).parent.glob("*.py")))).hexdigest()[:12]
 
 
-def build(provided=None, cache=True):
+def build(provided=None, cache=True, replace=None):
     """Compile the CPU family, with code-generated ``expression_propensity`` / ``event_trigger``
-    taken from ``provided`` (name -> ``numba.njit`` function) when a network needs them.
+    taken from ``provided`` (name -> ``numba.njit`` function) when a network needs them, and
+    plain functions in ``replace`` (name -> Python function, e.g. a network-specific ``fire``)
+    compiled in place of the defaults.
 
     Returns a namespace with ``simulate_batch``, ``propensity``, ``simulate_trajectory``... A
     family built with ``provided`` is not cached on disk (its callees differ from the defaults').
@@ -117,7 +120,7 @@ def build(provided=None, cache=True):
     tag = "cpu_" + "_".join(f"{k}{v}" for k, v in sorted(options.items()) if k != "cache") + \
         "_" + _SOURCE_HASH
     device = retarget(DEVICE_FUNCTIONS, numba.njit(**options), provided, tag,
-                      numba.njit(inline="always", **options), PER_STEP)
+                      numba.njit(inline="always", **options), PER_STEP, replace)
     batch = retarget([simulate_batch, replay_batch], numba.njit(parallel=True, **options),
                      vars(device), tag)
     device.simulate_batch = batch.simulate_batch

@@ -9,7 +9,8 @@ versions, then decorated. The NumPy backend calls the plain functions directly.
 import types
 
 
-def retarget(functions, decorate, provided=None, tag="", decorate_inline=None, inline=()):
+def retarget(functions, decorate, provided=None, tag="", decorate_inline=None, inline=(),
+             replace=None):
     """Compile ``functions`` (callees before callers) with ``decorate``.
 
     Parameters
@@ -25,6 +26,9 @@ def retarget(functions, decorate, provided=None, tag="", decorate_inline=None, i
         Functions named in ``inline`` are compiled with ``decorate_inline`` instead (e.g.
         ``numba.njit(inline="always")`` for the per-step helpers, so that no call passes the
         network tables or pays reference counting on them in the inner loop).
+    replace : mapping name -> plain Python function, optional
+        Compiled in the family in place of the function of that name (e.g. a code-generated,
+        network-specific version with the same contract); it may call the family's functions.
     tag : str
         Appended to each clone's ``__qualname__``. Numba's on-disk cache is keyed by the function's
         file and qualified name, not by compile options or by which callees were linked in, so
@@ -39,6 +43,7 @@ def retarget(functions, decorate, provided=None, tag="", decorate_inline=None, i
     for f in functions:
         if f.__name__ in compiled:
             continue  # a provided (e.g. code-generated) function replaces the module default
+        f = (replace or {}).get(f.__name__, f)
         g = dict(f.__globals__)
         g.update(compiled)
         clone = types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)

@@ -46,6 +46,25 @@ def select_reaction(a, target):
     return last
 
 
+def fire(r, x, theta, a, tab):
+    """Apply reaction ``r`` to ``x`` and recompute the propensities that depend on it (the
+    dependency graph). Returns ``(status, reaction)``: ``OK`` and -1, ``NEGATIVE_POPULATION`` and
+    ``r``, or ``BAD_PROPENSITY`` and the offending reaction. A network may supply a code-generated
+    version with the same contract (``cupyssa.specialize``)."""
+    for e in range(tab.net_ptr[r], tab.net_ptr[r + 1]):
+        s = tab.net_species[e]
+        x[s] += tab.net_delta[e]
+        if x[s] < 0:
+            return NEGATIVE_POPULATION, r
+    for e in range(tab.dep_ptr[r], tab.dep_ptr[r + 1]):
+        j = tab.dep_reaction[e]
+        aj = propensity(j, x, theta, tab)
+        if not (aj >= 0.0 and aj < _INF):
+            return BAD_PROPENSITY, j
+        a[j] = aj
+    return OK, -1
+
+
 def all_propensities(x, theta, a, tab):
     """Fill ``a`` with every propensity; returns the first bad reaction (negative, NaN or
     infinite propensity) or -1."""
@@ -169,18 +188,12 @@ def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_sto
             return MAX_STEPS, k, t, -1, obs
         if k < n_tape:
             tape[k] = r
-        for e in range(tab.net_ptr[r], tab.net_ptr[r + 1]):
-            s = tab.net_species[e]
-            x[s] += tab.net_delta[e]
-            if x[s] < 0:
-                return NEGATIVE_POPULATION, k, t_next, r, obs
+        status, culprit = fire(r, x, theta, a, tab)
+        if status == NEGATIVE_POPULATION:
+            return status, k, t_next, culprit, obs
         t = t_next
         k += 1
-        for e in range(tab.dep_ptr[r], tab.dep_ptr[r + 1]):
-            j = tab.dep_reaction[e]
-            aj = propensity(j, x, theta, tab)
-            if not (aj >= 0.0 and aj < _INF):
-                return BAD_PROPENSITY, k, t, j, obs
-            a[j] = aj
+        if status != OK:
+            return status, k, t, culprit, obs
         if event_trigger(x, t, theta):
             return TRIGGERED, k, t, r, obs

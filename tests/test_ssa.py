@@ -213,3 +213,27 @@ def test_errors_are_clear():
         cs.simulate(model, t_eval=t, backend="gpu9000")
     with pytest.raises(SimulationError, match="int64"):
         cs.simulate(cs.models.immigration_death(g=0.0, x0=2 ** 31 - 1), t_eval=[0.0, 1.0], seed=1)
+
+
+def test_specialized_kernel_gives_identical_trajectories_and_errors():
+    # mass action of orders 0-3 with several reactant species, and a Hill law (shared code path)
+    net = cs.ReactionNetwork.from_string("""
+        0 -> A ; k0
+        2 A -> B ; k1
+        3 B -> C ; k2
+        A + B -> D ; k3
+        D -> A ; k4
+        0 -> E ; hill(A, vmax, K, n)
+        E -> 0 ; k4
+    """)
+    params = dict(k0=5.0, k1=0.05, k2=0.001, k3=0.02, k4=0.3, vmax=3.0, K=5.0, n=2.0)
+    t = np.linspace(0, 5, 6)
+    a = cs.simulate(net, {"A": 10, "B": 5, "C": 0, "D": 0, "E": 0}, t, params, 200, seed=6)
+    b = cs.simulate(net, {"A": 10, "B": 5, "C": 0, "D": 0, "E": 0}, t, params, 200, seed=6,
+                    specialize=True)
+    np.testing.assert_array_equal(a.states, b.states)
+    np.testing.assert_array_equal(a.n_events, b.n_events)
+    bad = cs.ReactionNetwork.from_string("A -> B ; mm(C, v, K)")
+    with pytest.raises(SimulationError, match="reaction 'R0' .* negative"):
+        cs.simulate(bad, {"A": 1, "B": 0, "C": 5}, [0.0, 100.0], {"v": 1.0, "K": 1.0},
+                    n_trajectories=3, seed=1, specialize=True)

@@ -6,29 +6,35 @@ from ..kernels import cpu
 from ..kernels.philox import split_seed
 
 
-def kernels_for(network):
+def kernels_for(network, specialize=False):
     """The compiled CPU family for ``network``: the shared cached one, or one built around the
     network's code-generated kernel functions."""
     provided = network.kernel_functions()
-    if not provided:
+    replace = {}
+    if specialize:
+        from ..specialize import fire_function
+
+        replace["fire"] = fire_function(network)
+    if not provided and not replace:
         return cpu.default
-    # generated functions are cached by their source, so networks with the same generated code
+    # generated functions are memoized by their source, so networks with the same generated code
     # share one compiled family
-    key = tuple(sorted((name, id(fn)) for name, fn in provided.items()))
+    key = tuple(sorted((name, id(fn)) for name, fn in {**provided, **replace}.items()))
     if key not in _FAMILIES:
-        _FAMILIES[key] = (provided, cpu.build(provided, cache=False))  # keeps provided alive
-    return _FAMILIES[key][1]
+        # the entry keeps the generated functions alive, so their ids stay unique
+        _FAMILIES[key] = (provided, replace, cpu.build(provided, cache=False, replace=replace))
+    return _FAMILIES[key][2]
 
 
 _FAMILIES: dict = {}
 
 
-def simulate_segment(network, seg, t_stop, t_eval, seed, max_steps):
+def simulate_segment(network, seg, t_stop, t_eval, seed, max_steps, specialize=False):
     N = seg.x.shape[0]
     status = np.zeros(N, dtype=np.int8)
     fail_reaction = np.zeros(N, dtype=np.int64)
     lo, hi = split_seed(seed)
-    kernels_for(network).simulate_batch(
+    kernels_for(network, specialize).simulate_batch(
         seg.x, seg.theta, seg.first, seg.t, seg.k, seg.obs, float(t_stop), float(seg.horizon),
         np.ascontiguousarray(t_eval, dtype=float), lo, hi, int(max_steps),
         np.iinfo(seg.states.dtype).max, network.tables, seg.states, seg.tape, seg.t_checkpoints,

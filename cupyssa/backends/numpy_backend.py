@@ -12,7 +12,7 @@ from ..kernels import codes
 from ..kernels.philox import STREAM_FORWARD, split_seed, uniform_pair
 
 
-def simulate_segment(network, seg, t_stop, t_eval, seed, max_steps):
+def simulate_segment(network, seg, t_stop, t_eval, seed, max_steps, specialize=False):
     if seg.obs_step.shape[1] or seg.smooth.shape[1] or seg.horizon > -np.inf:
         raise NotImplementedError("the numpy backend records no observation data for gradients; "
                                   "use backend='cpu'")

@@ -29,6 +29,9 @@ import numba
 import numpy as np
 from numba import prange
 
+from cupyssa.kernels import philox
+from cupyssa.kernels.targets import retarget
+
 __all__ = ["LOOPS", "SPECIES", "PARAMS", "RNG_DESCRIPTION", "dimerization", "vilar", "schlogl",
            "dimerization_philox"]
 
@@ -334,43 +337,17 @@ def schlogl(n, t_eval, seed, params, x0, out, n_events):
 
 # -- profiling variant: dimerization with cupyssa's Philox4x32-10 draws ------------------------
 
-_M0 = np.uint64(0xD2511F53)
-_M1 = np.uint64(0xCD9E8D57)
-_W0 = np.uint64(0x9E3779B9)
-_W1 = np.uint64(0xBB67AE85)
+# cupyssa's own Philox source, compiled inline for this loop: the draws are exactly cupyssa's
+_uniform_pair = retarget([philox.philox4x32, philox.words_to_uniform, philox.uniform_pair],
+                         numba.njit(inline="always")).uniform_pair
 _MASK32 = np.uint64(0xFFFFFFFF)
 _U32 = np.uint64(32)
-_U26 = np.uint64(26)
-_U6 = np.uint64(6)
-_U1 = np.uint64(1)
-_TWO_M53_P = 1.1102230246251565e-16
 
 
 @numba.njit(inline="always")
 def _philox_pair(seed_lo, seed_hi, trajectory, step):
     """cupyssa's ``uniform_pair(seed_lo, seed_hi, trajectory, step, STREAM_FORWARD)``."""
-    c0 = np.uint64(step)
-    c1 = np.uint64(0)
-    c2 = np.uint64(trajectory) & _MASK32
-    c3 = np.uint64(trajectory) >> _U32
-    k0 = seed_lo
-    k1 = seed_hi
-    for _ in range(10):
-        p0 = _M0 * c0
-        p1 = _M1 * c2
-        n0 = ((p1 >> _U32) ^ c1 ^ k0) & _MASK32
-        n1 = p1 & _MASK32
-        n2 = ((p0 >> _U32) ^ c3 ^ k1) & _MASK32
-        n3 = p0 & _MASK32
-        c0 = n0
-        c1 = n1
-        c2 = n2
-        c3 = n3
-        k0 = (k0 + _W0) & _MASK32
-        k1 = (k1 + _W1) & _MASK32
-    v = ((c0 >> _U6) << _U26) | (c1 >> _U6)
-    w = ((c2 >> _U6) << _U26) | (c3 >> _U6)
-    return ((v << _U1) | _U1) * _TWO_M53_P, ((w << _U1) | _U1) * _TWO_M53_P
+    return _uniform_pair(seed_lo, seed_hi, trajectory, step, philox.STREAM_FORWARD)
 
 
 @numba.njit(parallel=True, nogil=True)

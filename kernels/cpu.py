@@ -18,7 +18,8 @@ from .trajectory import simulate_trajectory
 #: the shared device-level source, callees first
 DEVICE_FUNCTIONS = [
     philox.philox4x32, philox.words_to_uniform, philox.uniform_pair,
-    propensity.expression_propensity, propensity.combinatorial_factor, propensity.propensity,
+    propensity.expression_propensity, propensity.neural_activation,
+    propensity.combinatorial_factor, propensity.propensity,
     trajectory.event_trigger,
     trajectory.select_reaction, trajectory.fire, trajectory.all_propensities,
     trajectory.window_cdf, trajectory.window_density, trajectory.simulate_trajectory,
@@ -33,7 +34,8 @@ DEVICE_FUNCTIONS = [
 #: passes the network tables costs a reference-count update per table array (atomic, on objects
 #: shared by all threads) — measured 3x slower per event than the inlined kernel
 PER_STEP = {
-    "philox4x32", "words_to_uniform", "uniform_pair", "combinatorial_factor", "propensity",
+    "philox4x32", "words_to_uniform", "uniform_pair", "combinatorial_factor", "neural_activation",
+    "propensity",
     "select_reaction", "fire",
     "all_propensities", "window_cdf", "window_density", "falling_ratio", "falling_ratio_derivative",
     "propensity_adjoint", "conditional_softmax", "add_kernel_time_terms", "add_kernel_state_terms",

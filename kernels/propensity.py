@@ -23,6 +23,24 @@ def expression_adjoint(j, x, theta, abar, xbar, gbar, with_x):
     gbar[0] += math.nan
 
 
+def neural_activation(j, x, theta, tab):
+    """``(f(z), f'(z))`` of the neural law of reaction ``j``, ``z = b + sum_i w_i x_i``, in the
+    formulas of :func:`cupyssa.ratelaws._nonlinearity` (softplus without overflow)."""
+    z = theta[tab.law_param[j, 1]]
+    for e in range(tab.reg_ptr[j], tab.reg_ptr[j + 1]):
+        z = z + theta[tab.reg_param[e]] * (x[tab.reg_species[e]] * 1.0)
+    option = tab.law_option[j]
+    if option == SIGMOID:
+        f = 1.0 / (1.0 + math.exp(-z))
+        return f, f * (1.0 - f)
+    if option == SOFTPLUS:
+        return max(z, 0.0) + math.log1p(math.exp(-abs(z))), 1.0 / (1.0 + math.exp(-z))
+    if option == EXP:
+        f = math.exp(z)
+        return f, f
+    return math.nan, math.nan
+
+
 def combinatorial_factor(j, x, tab):
     """``prod_i C(x_i, nu_i)`` over the reactants of reaction ``j``, with
     ``C(n, o) = (n (n-1) ... (n-o+1)) * (1/o!)`` (no division in the inner loop)."""
@@ -57,18 +75,7 @@ def propensity(j, x, theta, tab):
         S = x[tab.law_species[j, 0]] * 1.0
         return theta[tab.law_param[j, 0]] * S / (theta[tab.law_param[j, 1]] + S)
     # neural: k * f(b + sum_i w_i x_i)
-    z = theta[tab.law_param[j, 1]]
-    for e in range(tab.reg_ptr[j], tab.reg_ptr[j + 1]):
-        z = z + theta[tab.reg_param[e]] * (x[tab.reg_species[e]] * 1.0)
-    option = tab.law_option[j]
-    if option == SIGMOID:
-        f = 1.0 / (1.0 + math.exp(-z))
-    elif option == SOFTPLUS:
-        f = max(z, 0.0) + math.log1p(math.exp(-abs(z)))
-    elif option == EXP:
-        f = math.exp(z)
-    else:
-        f = math.nan
+    f, _ = neural_activation(j, x, theta, tab)
     return theta[tab.law_param[j, 0]] * f
 
 
@@ -149,19 +156,7 @@ def propensity_adjoint(j, x, theta, abar, xbar, gbar, with_x, tab):
         expression_adjoint(j, x, theta, abar, xbar, gbar, with_x)
         return
     # neural: a = k f(z), z = b + sum_i w_i x_i
-    z = theta[tab.law_param[j, 1]]
-    for e in range(tab.reg_ptr[j], tab.reg_ptr[j + 1]):
-        z = z + theta[tab.reg_param[e]] * (x[tab.reg_species[e]] * 1.0)
-    option = tab.law_option[j]
-    if option == SIGMOID:
-        f = 1.0 / (1.0 + math.exp(-z))
-        df = f * (1.0 - f)
-    elif option == SOFTPLUS:
-        f = max(z, 0.0) + math.log1p(math.exp(-abs(z)))
-        df = 1.0 / (1.0 + math.exp(-z))
-    else:
-        f = math.exp(z)
-        df = f
+    f, df = neural_activation(j, x, theta, tab)
     k = theta[tab.law_param[j, 0]]
     gbar[tab.law_param[j, 0]] += abar * f
     gbar[tab.law_param[j, 1]] += abar * k * df

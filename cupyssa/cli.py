@@ -218,7 +218,8 @@ def _run_hash(data: bytes, args, seed: int) -> str:
     return h.hexdigest()
 
 
-def _print_summary(res, file=sys.stdout):
+def _print_summary(res, file=None):
+    file = sys.stdout if file is None else file
     mean, sd = res.mean(), res.std()
     rows = np.unique(np.linspace(0, len(res.t) - 1, min(len(res.t), 11)).round().astype(int))
     cols = list(range(min(len(res.species), 6)))
@@ -248,7 +249,7 @@ def cmd_simulate(args) -> int:
     dtype = np.dtype(args.dtype)
 
     if args.out is None:
-        res = simulate(model.network, x0, t_eval, params, n_trajectories=args.trajectories,
+        res = simulate(model, x0, t_eval, params, n_trajectories=args.trajectories,
                        seed=args.seed, backend=args.backend, max_steps=args.max_steps,
                        progress=progress, dtype=dtype)
         print(f"{args.model}: {res.n_trajectories} trajectories, seed {res.seed}, "
@@ -277,7 +278,7 @@ def cmd_simulate(args) -> int:
         pass
     try:
         info = output.simulate_to_file(
-            out, model.network, x0, t_eval, params, n_trajectories=args.trajectories, seed=seed,
+            out, model, x0, t_eval, params, n_trajectories=args.trajectories, seed=seed,
             backend=args.backend, chunk=args.chunk, overwrite=args.overwrite,
             model_hash=_run_hash(data, args, seed), max_steps=args.max_steps, dtype=dtype,
             progress=progress, attrs={"model": Path(args.model).name})

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from .errors import ParameterError, SimulationError
 from .result import SimulationResult
 
-__all__ = ["simulate_distributed", "value_and_grad_distributed", "shard_ranges"]
+__all__ = ["simulate_distributed", "value_and_grad_distributed", "shard_ranges", "gradient_shards"]
 
 #: one compiled parallel kernel at a time per worker process
 _KERNEL_LOCK = threading.Lock()
@@ -67,7 +66,9 @@ def _resolve(model, x0, t_eval, params, n_trajectories, seed, t0):
         seed = int(np.random.SeedSequence().entropy) % (2 ** 64)
     if not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2 ** 64:
         raise ParameterError(f"seed must be an integer in [0, 2^64), got {seed!r}")
-    return network, x0_arr, t, theta, n, int(seed)
+    # a model with events (cupyssa.events.EventModel) travels whole, so they are applied
+    target = model_obj if getattr(model_obj, "events", ()) else network
+    return network, target, x0_arr, t, theta, n, int(seed)
 
 
 class _ShardFailure:
@@ -82,12 +83,12 @@ class _ShardFailure:
         raise self.cls(self.message, self.trajectory, self.time, self.reaction)
 
 
-def _simulate_shard(network, x0, t_eval, theta, n, seed, backend, max_steps, t0, dtype, first):
+def _simulate_shard(model, x0, t_eval, theta, n, seed, backend, max_steps, t0, dtype, first):
     from .simulate import simulate
 
     try:
         with _KERNEL_LOCK:
-            res = simulate(network, x0, t_eval, theta, n_trajectories=n, seed=seed,
+            res = simulate(model, x0, t_eval, theta, n_trajectories=n, seed=seed,
                            backend=backend, max_steps=max_steps, t0=t0, dtype=dtype,
                            first_trajectory=first)
     except SimulationError as exc:
@@ -124,12 +125,12 @@ def simulate_distributed(client, model, x0=None, t_eval=None, params=None,
     SimulationError
         A trajectory failed on a worker (re-raised here, naming the global trajectory index).
     """
-    network, x0_arr, t, theta, n, seed = _resolve(model, x0, t_eval, params, n_trajectories,
-                                                  seed, t0)
+    network, target, x0_arr, t, theta, n, seed = _resolve(model, x0, t_eval, params,
+                                                          n_trajectories, seed, t0)
     dtype = np.dtype(dtype)
     shard_size = _default_shard_size(client, n) if shard_size is None else int(shard_size)
     ranges = shard_ranges(n, shard_size)
-    net = client.scatter(network, broadcast=True, hash=False)
+    net = client.scatter(target, broadcast=True, hash=False)
     tag = uuid.uuid4().hex[:8]
     futures = [client.submit(_simulate_shard, net, _rows(x0_arr, a, b), t, _rows(theta, a, b),
                              b - a, seed, backend, max_steps, float(t0), dtype,
@@ -155,117 +156,225 @@ def simulate_distributed(client, model, x0=None, t_eval=None, params=None,
 
 
 # -- gradients -------------------------------------------------------------------------------
+# Ensemble losses (cupyssa.losses) need every trajectory's observation before any reverse sweep
+# (e.g. a mismatch of ensemble variances). So gradients run in two phases:
+#   1. each shard returns its observations Y[a:b] (the forward pass);
+#   2. the client evaluates the loss on the whole Y: the value, dL/dY (straight-through) or
+#      dL/dw (score function), and each shard runs its reverse sweeps with its rows of those,
+#      returning the sum (and sum of squares) of its per-trajectory gradient contributions;
+#   the client adds the shard sums up. Phase 2 goes through cupyssa.value_and_grad with a loss
+#   whose gradient is the fixed slice, so the per-trajectory contributions are exactly those of
+#   the one-machine computation.
 
-def _value_and_grad_shard(loss, network, x0, t_eval, params, n_trajectories, seed,
-                          first_trajectory, **kwargs):
-    """The shard protocol: ``(value_sum, grad_sum, count)`` of trajectories
-    ``[first_trajectory, first_trajectory + n_trajectories)``.
 
-    Calls ``cupyssa.value_and_grad(loss, network, x0, t_eval, params, n_trajectories=...,
-    seed=..., first_trajectory=..., reduction="sum", **kwargs)``, which returns the
-    un-normalised sums over the shard's trajectories.
-    """
+class _ZeroLoss:
+    """A loss of no gradient (phase 1 only wants the observations)."""
+
+    def value(self, Y):
+        return 0.0
+
+    def grad(self, Y):
+        return np.zeros(Y.shape)
+
+    def weight_grad(self, Y):
+        return np.zeros(Y.shape[0])
+
+
+class _FixedLoss:
+    """A loss whose ``dL/dY`` (or ``dL/dw``) is a given slice of the global one."""
+
+    def __init__(self, G=None, c=None):
+        self.G, self.c = G, c
+
+    def value(self, Y):
+        return 0.0
+
+    def grad(self, Y):
+        return self.G
+
+    def weight_grad(self, Y):
+        return self.c
+
+
+def _observe_shard(network, x0, t_eval, params, n, seed, first, kwargs):
+    """Phase 1: observations ``Y [n, T, S]`` of trajectories ``first .. first + n - 1``."""
     import cupyssa
+    from .simulate import simulate
 
-    value_sum, grad_sum = cupyssa.value_and_grad(
-        loss, network, x0, t_eval, params, n_trajectories=n_trajectories, seed=seed,
-        first_trajectory=first_trajectory, reduction="sum", **kwargs)
-    return value_sum, grad_sum, n_trajectories
-
-
-def _locked(shard_fn, args, kwargs):
     try:
         with _KERNEL_LOCK:
-            return shard_fn(*args, **kwargs)
+            if kwargs.get("observation", "kernel") == "fill":  # the exact states: no tape needed
+                res = simulate(network, x0, t_eval, params, n_trajectories=n, seed=seed,
+                               max_steps=kwargs.get("max_steps"), t0=kwargs.get("t0", 0.0),
+                               dtype=np.int64, first_trajectory=first)
+                return res.states.astype(float)
+            keep = {k: v for k, v in kwargs.items() if k not in ("estimator", "temperature",
+                                                                 "per_trajectory")}
+            _, _, Y = cupyssa.value_and_grad(_ZeroLoss(), network, x0, t_eval, params,
+                                             n_trajectories=n, seed=seed, first_trajectory=first,
+                                             return_observations=True, **keep)
+            return Y
     except SimulationError as exc:
         return _ShardFailure(exc)
 
 
-def _shard_rows(v, n: int, a: int, b: int):
-    """Per-trajectory inputs cut to ``[a, b)``: arrays ``[n, ...]`` of 2 or more dims, and the
-    1-D length-``n`` values of a mapping (``{"k": per-trajectory values}``); others unchanged."""
-    if isinstance(v, Mapping):
-        return {k: (np.asarray(x)[a:b] if np.ndim(x) == 1 and len(x) == n else x)
-                for k, x in v.items()}
-    if isinstance(v, np.ndarray) and v.ndim >= 2 and v.shape[0] == n:
-        return v[a:b]
-    return v
+def _backward_shard(network, x0, t_eval, params, n, seed, first, G, c, kwargs):
+    """Phase 2: ``(sum, sum of squares, per-trajectory or None, bytes per step)`` of the
+    shard's gradient contributions for the fixed ``dL/dY`` rows ``G`` (or ``dL/dw`` rows ``c``)."""
+    import cupyssa
+
+    try:
+        with _KERNEL_LOCK:
+            _, g = cupyssa.value_and_grad(_FixedLoss(G, c), network, x0, t_eval, params,
+                                          n_trajectories=n, seed=seed, first_trajectory=first,
+                                          **kwargs)
+    except SimulationError as exc:
+        return _ShardFailure(exc)
+    total = np.asarray(g.vector, dtype=float)
+    # recover the sum of squares from the shard's standard error: stderr^2 = n var,
+    # var = (sumsq - total^2 / n) / (n - 1)
+    sumsq = np.asarray(g.stderr_vector, dtype=float) ** 2 / n * (n - 1) + total * total / n
+    return total, sumsq, g.per_trajectory, g.tape_bytes_per_step
 
 
-def _tree_add(a, b):
-    """``a + b`` for scalars, arrays, and dicts / lists / tuples of them (same structure)."""
-    if isinstance(a, dict):
-        if set(a) != set(b):
-            raise ValueError("shards returned gradients with different keys")
-        return {k: _tree_add(a[k], b[k]) for k in a}
-    if isinstance(a, (list, tuple)):
-        return type(a)(_tree_add(x, y) for x, y in zip(a, b, strict=True))
-    return np.add(a, b)
+def gradient_shards(n: int, shard_size: int) -> list[tuple[int, int]]:
+    """Like :func:`shard_ranges`, but every shard has at least 2 trajectories (what
+    ``cupyssa.value_and_grad`` needs): a last shard of one joins the previous one."""
+    if shard_size < 2:
+        raise ParameterError(f"shard_size must be at least 2 for gradients, got {shard_size!r}")
+    ranges = shard_ranges(n, shard_size)
+    if len(ranges) > 1 and ranges[-1][1] - ranges[-1][0] < 2:
+        ranges[-2:] = [(ranges[-2][0], n)]
+    return ranges
 
 
-def _tree_scale(a, s: float):
-    if isinstance(a, dict):
-        return {k: _tree_scale(v, s) for k, v in a.items()}
-    if isinstance(a, (list, tuple)):
-        return type(a)(_tree_scale(v, s) for v in a)
-    return np.multiply(a, s)
+def value_and_grad_distributed(client, loss, network, x0=None, t_eval=None, params=None,
+                               n_trajectories: int = 1000, seed: int | None = None, *,
+                               shard_size: int | None = None, bitwise: bool = False,
+                               return_observations: bool = False, **kwargs):
+    """:func:`cupyssa.value_and_grad` over a Dask cluster, sharded by trajectory-index ranges.
 
-
-def value_and_grad_distributed(client, loss: Callable, network, x0, t_eval, params,
-                               n_trajectories: int, seed: int, *, shard_size: int | None = None,
-                               reduction: str = "mean",
-                               shard_fn: Callable[..., tuple[Any, Any, int]] | None = None,
-                               **kwargs) -> tuple[Any, Any]:
-    """:func:`cupyssa.value_and_grad` over a Dask cluster: trajectory ranges are shards, and
-    the per-shard *sums* of loss and gradient are added up.
+    Two phases (each one task per shard): the shards' observations are gathered and the loss
+    is evaluated on the whole ensemble (so every ensemble loss works, e.g.
+    :class:`~cupyssa.losses.MomentMismatch`); then each shard runs its reverse sweeps with its
+    rows of ``dL/dY`` and returns the sum of its trajectories' gradient contributions, and the
+    sums are added up.
 
     Parameters
     ----------
     client : dask.distributed.Client
     loss, network, x0, t_eval, params, n_trajectories, seed
-        As for ``cupyssa.value_and_grad``; the loss must be a per-trajectory loss (the total
-        is a sum or mean over trajectories), and picklable (cloudpickle: lambdas are fine).
-        Per-trajectory ``x0`` / ``params`` arrays (first axis ``n_trajectories``) are sliced.
+        As for ``cupyssa.value_and_grad`` (the loss object must be picklable; per-trajectory
+        ``x0`` rows are sliced with the shards). The seed is drawn here when omitted.
     shard_size : int, optional
-        Trajectories per task (default: about four tasks per worker).
-    reduction : {"mean", "sum"}
-        ``mean``: total sums divided by the total count (what ``value_and_grad`` returns on
-        one machine); ``sum``: the un-normalised sums.
-    shard_fn : callable, optional
-        The per-shard protocol ``shard_fn(loss, network, x0, t_eval, params, n_trajectories,
-        seed, first_trajectory, **kwargs) -> (value_sum, grad_sum, count)``; by default it calls
-        ``cupyssa.value_and_grad(..., first_trajectory=..., reduction="sum")``.
+        Trajectories per task, at least 2 (default: about four tasks per worker).
+    bitwise : bool
+        Gather every trajectory's contribution ``[N, P]`` and add them in trajectory order on the
+        client: the gradient and its standard errors are then bit-identical to
+        ``cupyssa.value_and_grad`` on one machine. Otherwise (default) the per-shard sums are
+        added, which moves only ``P`` numbers per shard and equals the one-machine result up to
+        floating-point summation order.
+    return_observations : bool
+        Also return the observations ``Y [N, T, S]`` (third element).
     **kwargs
-        Passed to every shard (``estimator``, ``temperature``, ...).
+        Passed to ``cupyssa.value_and_grad`` on the workers: ``estimator``, ``temperature``,
+        ``observation``, ``width``, ``per_trajectory``, ``checkpoint_every``, ``memory_budget``,
+        ``max_steps``, ``t0``.
 
     Returns
     -------
-    (value, grad)
-        ``grad`` has the structure the shards return (array, or dict / tuple of arrays).
-        Sums are taken in shard order, so a given ``shard_size`` gives reproducible floats;
-        they equal the one-machine result up to floating-point summation order.
-    """
-    if reduction not in ("mean", "sum"):
-        raise ParameterError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    from .simulate import _unpack
+    value : float
+        ``loss.value(Y)`` of the whole ensemble.
+    grad : cupyssa.gradients.Gradient
+        Summed over shards, with standard errors over all trajectories.
 
-    network, x0, params, _ = _unpack(network, x0, params)
+    Notes
+    -----
+    With ``estimator="score"`` the leave-one-out baseline is formed within each shard (the
+    estimate stays unbiased, and equals the one-machine estimate when there is one shard);
+    with ``"st"`` every trajectory's contribution is exactly the one-machine one.
+    """
+    from .gradients import ESTIMATORS, Gradient
+    from .simulate import _time_grid, _unpack
+
+    network, x0, params, model_obj = _unpack(network, x0, params)
+    estimator = kwargs.get("estimator", "st")
+    if estimator not in ESTIMATORS:
+        raise ParameterError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
+    if estimator == "score" and not hasattr(loss, "weight_grad"):
+        raise ParameterError("the score estimator needs loss.weight_grad(Y) -> [N] (dL/dw_i); see "
+                             "cupyssa.losses")
+    t_eval = _time_grid(t_eval, float(kwargs.get("t0", 0.0)), model_obj)
     n = int(n_trajectories)
-    if n < 1 or n != n_trajectories:
-        raise ParameterError(f"n_trajectories must be a positive integer, got {n_trajectories!r}")
+    if n < 2 or n != n_trajectories:
+        raise ParameterError(f"n_trajectories must be an integer >= 2, got {n_trajectories!r}")
     if seed is None:
-        raise ParameterError("value_and_grad_distributed needs an explicit seed (shared by all shards)")
-    shard_fn = _value_and_grad_shard if shard_fn is None else shard_fn
-    shard_size = _default_shard_size(client, n) if shard_size is None else int(shard_size)
-    ranges = shard_ranges(n, shard_size)
+        seed = int(np.random.SeedSequence().entropy) % (2 ** 64)
+    seed = int(seed)
+    x0_arr = network.initial_vector(x0)
+    if x0_arr.ndim == 2 and x0_arr.shape[0] != n:
+        raise ParameterError(f"per-trajectory x0 has {x0_arr.shape[0]} rows, n_trajectories={n}")
+    theta = network.parameter_vector(params)
+    shard_size = max(2, _default_shard_size(client, n)) if shard_size is None else int(shard_size)
+    ranges = gradient_shards(n, shard_size)
     net = client.scatter(network, broadcast=True, hash=False)
     tag = uuid.uuid4().hex[:8]
+    observe_kw = {k: v for k, v in kwargs.items()}
 
-    futures = [client.submit(_locked, shard_fn,
-                             (loss, net, _shard_rows(x0, n, a, b), t_eval,
-                              _shard_rows(params, n, a, b), b - a, int(seed), a), kwargs,
-                             key=f"cupyssa-grad-{tag}-{a}", pure=False)
+    # phase 1: observations
+    futures = [client.submit(_observe_shard, net, _rows(x0_arr, a, b), t_eval, theta, b - a, seed,
+                             a, observe_kw, key=f"cupyssa-observe-{tag}-{a}", pure=False)
                for a, b in ranges]
+    parts = _gather(client, futures)
+    Y = np.concatenate(parts, axis=0)
+
+    # the loss, on the whole ensemble
+    value = float(loss.value(Y))
+    if estimator == "st":
+        G = np.ascontiguousarray(np.asarray(loss.grad(Y), dtype=float))
+        if G.shape != Y.shape:
+            raise ParameterError(f"loss.grad returned shape {G.shape}, expected {Y.shape}")
+        c = None
+    else:
+        c = np.asarray(loss.weight_grad(Y), dtype=float)
+        if c.shape != (n,):
+            raise ParameterError(f"loss.weight_grad returned shape {c.shape}, expected ({n},)")
+        G = None
+
+    # phase 2: reverse sweeps with the fixed dL/dY rows
+    back_kw = dict(kwargs, per_trajectory=bool(bitwise or kwargs.get("per_trajectory", False)))
+    futures = [client.submit(_backward_shard, net, _rows(x0_arr, a, b), t_eval, theta, b - a,
+                             seed, a, None if G is None else G[a:b],
+                             None if c is None else c[a:b], back_kw,
+                             key=f"cupyssa-backward-{tag}-{a}", pure=False)
+               for a, b in ranges]
+    shards = _gather(client, futures)
+    P = network.n_parameters
+    per = (np.concatenate([s[2] for s in shards], axis=0) if back_kw["per_trajectory"] else None)
+    if bitwise:  # the one-machine order of additions
+        total, total_sq = np.zeros(P), np.zeros(P)
+        for row in per:
+            total += row
+            total_sq += row * row
+    else:
+        total, total_sq = np.zeros(P), np.zeros(P)
+        for s in shards:
+            total += s[0]
+            total_sq += s[1]
+    var = np.maximum(total_sq - total * total / n, 0.0) / (n - 1)
+    stderr = np.sqrt(n * var)
+    weights = np.array([b - a for a, b in ranges], dtype=float)
+    bytes_per_step = float(np.average([s[3] for s in shards], weights=weights))
+    grad = Gradient(network.parameters, total, stderr,
+                    per if kwargs.get("per_trajectory", False) else None, estimator,
+                    kwargs.get("observation", "kernel"), n, bytes_per_step)
+    if return_observations:
+        return value, grad, Y
+    return value, grad
+
+
+def _gather(client, futures) -> list:
+    """Results in submission order; a worker's SimulationError is re-raised here."""
     try:
         results = client.gather(futures)
     except BaseException:
@@ -274,11 +383,4 @@ def value_and_grad_distributed(client, loss: Callable, network, x0, t_eval, para
     for r in results:
         if isinstance(r, _ShardFailure):
             r.reraise()
-    value, grad, count = results[0]
-    for v, g, c in results[1:]:
-        value, grad, count = _tree_add(value, v), _tree_add(grad, g), count + c
-    if count != n:
-        raise RuntimeError(f"shards covered {count} trajectories, expected {n}")
-    if reduction == "mean":
-        value, grad = _tree_scale(value, 1.0 / count), _tree_scale(grad, 1.0 / count)
-    return value, grad
+    return results

@@ -85,8 +85,23 @@ def _require(module: str):
     try:
         return __import__(module)
     except ImportError:
-        raise OutputError(f"writing .{'zarr' if module == 'zarr' else 'h5'} files needs the "
-                          f"'{module}' package: pip install \"cupyssa[io]\"") from None
+        raise OutputError(f".{'zarr' if module == 'zarr' else 'h5'} files need the '{module}' "
+                          "package: pip install \"cupyssa[io]\"") from None
+
+
+def _store_rows(chunk: int, n: int, row_bytes: int, target: int = 1 << 24) -> int:
+    """Rows per zarr / HDF5 chunk: the run's chunk, or a divisor of it whose storage chunk is
+    at most ``target`` bytes. Storage chunks never straddle two run chunks, so rewriting an
+    unfinished run chunk cannot touch the rows of a finished one."""
+    rows = min(chunk, n)
+    if rows * row_bytes <= target:
+        return rows
+    if n <= chunk:  # a single run chunk: nothing to straddle
+        return max(1, target // row_bytes)
+    for k in range(-(-rows * row_bytes // target), rows + 1):
+        if chunk % k == 0:
+            return chunk // k
+    return 1
 
 
 @dataclass
@@ -137,11 +152,13 @@ class RunInfo:
 
 
 def hash_inputs(network, x0: np.ndarray, theta: np.ndarray, t_eval: np.ndarray, extra: dict) -> str:
-    """sha256 of a network's kernel tables and names, the initial state, the parameters, the
-    time grid and ``extra`` (a JSON-able mapping of further arguments that affect the results)."""
+    """sha256 of a network (names, reactions, rate laws, kernel tables), the initial state, the
+    parameters, the time grid and ``extra`` (a JSON-able mapping of further arguments that
+    affect the results)."""
     h = hashlib.sha256(b"cupyssa-inputs\0")
     h.update(json.dumps([list(network.species), list(network.parameters),
                          list(network.reaction_names)]).encode())
+    h.update(repr([(r.reactants, r.products, r.law) for r in network.reactions]).encode())
     for arr in network.tables:
         h.update(np.ascontiguousarray(arr).tobytes())
     for arr in (x0, theta, t_eval):
@@ -356,7 +373,8 @@ class _ArrayStoreWriter:
 
 class _ZarrWriter(_ArrayStoreWriter):
     def _remove(self):
-        if not self.path.is_dir() or not ((self.path / ".zgroup").exists() or (self.path / "zarr.json").exists()):
+        is_store = (self.path / ".zgroup").exists() or (self.path / "zarr.json").exists()
+        if not self.path.is_dir() or not is_store:
             raise OutputError(f"{self.path} exists and is not a zarr store; not removing it")
         shutil.rmtree(self.path)
 
@@ -373,7 +391,7 @@ class _ZarrWriter(_ArrayStoreWriter):
             g = zarr.open_group(str(self.path), mode="w")
         create = getattr(g, "create_array", None) or g.create_dataset
         n, T, S = info.n_trajectories, len(info.t), len(info.species)
-        rows = min(info.chunk, n)
+        rows = _store_rows(info.chunk, n, T * S * np.dtype(info.dtype).itemsize)
         arrays = {"states": ((n, T, S), (rows, T, S), info.dtype),
                   "n_events": ((n,), (rows,), np.int64),
                   "trajectory": ((n,), (rows,), np.int64),
@@ -426,7 +444,7 @@ class _H5Writer(_ArrayStoreWriter):
         h5py = _require("h5py")
         info = self.info
         n, T, S = info.n_trajectories, len(info.t), len(info.species)
-        rows = min(info.chunk, n)
+        rows = _store_rows(info.chunk, n, T * S * np.dtype(info.dtype).itemsize)
         f = h5py.File(self.path, "w")
         self.file = f
         f.create_dataset("trajectory", shape=(n,), dtype=np.int64, chunks=(rows,))
@@ -483,8 +501,8 @@ def existing_run(path: str | os.PathLike) -> tuple[str | None, dict | None]:
         if fmt == "npz":
             if path.is_file():
                 with np.load(path) as z:
-                    if "cupyssa_run" in z.files:
-                        return "complete", {k: z[k][()] for k in z.files if z[k].ndim == 0}
+                    if "cupyssa_run" in z.files:  # attributes only: never the big arrays
+                        return "complete", {k: z[k][()] for k in z.files if k not in _DIMS}
                 return None, None
             manifest = path.with_name(path.name + ".partial") / "manifest.json"
             if manifest.exists():
@@ -629,9 +647,12 @@ def simulate_to_file(path: str | os.PathLike, model, x0=None, t_eval=None, param
     if not 0 <= seed < 2 ** 64:
         raise ParameterError(f"seed must be an integer in [0, 2^64), got {seed}")
     dtype = np.dtype(dtype)
+    events = getattr(model_obj, "events", ())
     if model_hash is None:
         model_hash = hash_inputs(network, x0_arr, theta, t, {
-            "n_trajectories": n, "seed": seed, "dtype": dtype.str, "backend": backend})
+            "n_trajectories": n, "seed": seed, "dtype": dtype.str, "backend": backend,
+            "events": repr(events)})
+    target = model_obj if events else network  # a model with events has them applied
     info = RunInfo(n, t, tuple(network.species), dtype, int(chunk),
                    dict(attrs or {}, seed=seed, model_hash=model_hash, backend=backend))
     writer = _WRITERS[fmt](path, info)
@@ -643,7 +664,7 @@ def simulate_to_file(path: str | os.PathLike, model, x0=None, t_eval=None, param
                   desc=f"simulate -> {path.name}") as bar:
             for i in todo:
                 a, b = info.chunk_range(i)
-                res = simulate(network, x0_arr[a:b] if x0_arr.ndim == 2 else x0_arr, t,
+                res = simulate(target, x0_arr[a:b] if x0_arr.ndim == 2 else x0_arr, t,
                                theta[a:b] if theta.ndim == 2 else theta, n_trajectories=b - a,
                                seed=seed, backend=backend, max_steps=max_steps, dtype=dtype,
                                first_trajectory=a)

@@ -169,9 +169,9 @@ def _pilot(run, n0, min_wall=0.2, n_max=1 << 20, warm=True):
 
 # -- contenders -------------------------------------------------------------------------------
 
-def cupyssa_run(model, t_eval, n, seed):
+def cupyssa_run(model, t_eval, n, seed, specialize=False):
     res, wall, cpu = _timed(lambda: cs.simulate(model, t_eval=t_eval, n_trajectories=n, seed=seed,
-                                                backend="cpu"))
+                                                backend="cpu", specialize=specialize))
     return res, wall, cpu
 
 
@@ -324,6 +324,12 @@ def bench_model(name, args, log):
     log(f"   cupyssa pilot: {ev_per_traj:.4g} events/trajectory, {rate / 1e6:.2f} Mevents/s "
         f"-> {n_c} trajectories per run")
 
+    # cupyssa with the network-specific event update (cupyssa.specialize): compile, same size
+    sp = Runs("cupyssa `cpu`, specialize=True", threads, "cupyssa/specialized")
+    _, w, _ = _timed(lambda: cs.simulate(model, t_eval=t_eval[:2], n_trajectories=1, seed=0,
+                                         specialize=True))
+    sp.startup = f"network compile {w:.2f} s"
+
     # hand-written loop: compile, pilot
     h = Runs("hand-written Numba", threads, "hand-written")
     loop = hw.LOOPS[name]
@@ -382,6 +388,12 @@ def bench_model(name, args, log):
         seed = seed0 + rep
         res, w, cpu = cupyssa_run(model, t_eval, n_c, seed)
         c.add(n_c, res.n_events.sum(), w, cpu, res.states[:, -1, :], res.n_events)
+        res_sp, w, cpu = cupyssa_run(model, t_eval, n_c, seed, specialize=True)
+        sp.add(n_c, res_sp.n_events.sum(), w, cpu)
+        if rep == 0:
+            sp.check = ("same trajectories as the generic kernel, bit for bit"
+                        if np.array_equal(res_sp.states, res.states) else
+                        "DIFFERS from the generic kernel")
         out, ne, w, cpu = handwritten_run(loop, t_eval, n_h, seed, params, x0)
         final = np.empty((n_h, len(cols)))
         final[:, cols] = out[:, -1, :]
@@ -404,7 +416,7 @@ def bench_model(name, args, log):
                 log("   " + g.error)
         log(f"   repeat {rep + 1}/{args.repeats}: " + ", ".join(
             f"{r.short} {r.events[-1] / r.wall[-1] / 1e6:.2f}"
-            for r in (c, h, p, g) if r is not None and len(r.wall) == rep + 1) + " Mevents/s")
+            for r in (c, sp, h, p, g) if r is not None and len(r.wall) == rep + 1) + " Mevents/s")
 
     # untimed top-up runs so that every check pools at least --check-trajectories trajectories
     need = args.check_trajectories
@@ -452,40 +464,46 @@ def bench_model(name, args, log):
     log(f"   check hand-written: {h.check} -> {'ok' if h.passed else 'FAILED'}")
     if g.finals:
         log(f"   check GillesPy2: {g.check} -> {'ok' if g.passed else 'FAILED'}")
-    return {"name": name, "title": title, "runs": [r for r in (c, h, p, g) if r is not None],
+    return {"name": name, "title": title, "runs": [r for r in (c, sp, h, p, g) if r is not None],
             "mean_events": mean_ev}
 
 
 def table(result):
     runs = result["runs"]
-    c = runs[0]
+    c, sp = runs[0], runs[1]
     _, c_rate, c_cpu = c.best()
+    sp_rate = sp.best()[1] if sp.ok else 0.0
+    best = max(c_rate, sp_rate)  # goals are judged with the faster cupyssa configuration
     lines = [f"**{result['title']}** — cupyssa mean {result['mean_events']:.4g} events/trajectory",
              "",
              "| contender | threads | trajectories/run | Mevents/s (wall) | Mevents/CPU-s "
-             "| cupyssa ÷ this (wall) | goal | start-up | check |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| cupyssa ÷ this (wall) | cupyssa specialize=True ÷ this | goal (faster cupyssa) "
+             "| start-up | check |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         if not r.ok:
-            lines.append(f"| {r.label} | {r.threads} | – | – | – | – | – | {r.startup or '–'} "
+            lines.append(f"| {r.label} | {r.threads} | – | – | – | – | – | – | {r.startup or '–'} "
                          f"| {r.error} |")
             continue
         _, rate, cpu_rate = r.best()
         ratio = c_rate / rate
+        ratio_sp = sp_rate / rate
+        ratio_best = best / rate
         goal = ""
         if r.label.startswith("hand-written Numba") and "Philox" not in r.label:
             g = GOAL_HANDWRITTEN.get(result["name"])
             if g:
-                goal = f"cupyssa ≥ {g}× this: {'met' if ratio >= g else 'NOT met'}"
+                goal = f"cupyssa ≥ {g}× this: {'met' if ratio_best >= g else 'NOT met'}"
         elif r.label.startswith("GillesPy2"):
             goal = (f"cupyssa ≥ {GOAL_GILLESPY2:g}× this: "
-                    f"{'met' if ratio >= GOAL_GILLESPY2 else 'NOT met'}")
+                    f"{'met' if ratio_best >= GOAL_GILLESPY2 else 'NOT met'}")
         check = r.check
         if r.passed is not None:
             check += " ✓" if r.passed else " ✗ FAILED"
         est = "" if r.events_exact else " (est.)"
         lines.append(f"| {r.label} | {r.threads} | {r.n[0]} | {rate / 1e6:.2f}{est} "
-                     f"| {cpu_rate / 1e6:.2f}{est} | {'1' if r is c else f'{ratio:.3g}'} | {goal} "
+                     f"| {cpu_rate / 1e6:.2f}{est} | {'1' if r is c else f'{ratio:.3g}'} "
+                     f"| {'1' if r is sp else f'{ratio_sp:.3g}'} | {goal} "
                      f"| {r.startup} | {check} |")
     return "\n".join(lines)
 

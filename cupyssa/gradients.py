@@ -134,7 +134,8 @@ def value_and_grad(loss, network, x0=None, t_eval=None, params=None, n_trajector
         gradient): ``linear`` interpolates the state between the events around ``t``
         (gradient through event times; its variance is heavy-tailed when an interval is short);
         ``kernel`` averages the state against a biweight window of half-width ``width`` around
-        ``t`` (bounded time derivatives; bias O(width^2) on smooth means); ``fill`` is the exact
+        ``t`` (bounded time derivatives; bias O(width^2) on smooth means, O(width) on variances
+        and other nonlinear statistics); ``fill`` is the exact
         state at ``t`` (blind to event timing: ``st`` then misses every gradient that acts through
         the timing of events, e.g. the sum over all rate constants).
     width : float, optional
@@ -156,7 +157,15 @@ def value_and_grad(loss, network, x0=None, t_eval=None, params=None, n_trajector
     -------
     value : float
     grad : Gradient
-        ``dL/dtheta`` by name with ``.stderr``.
+        ``dL/dtheta`` by name with ``.stderr``. The standard errors hold ``dL/dY`` fixed: for a
+        loss that is nonlinear in ensemble averages (e.g. ``MomentMismatch``) they miss the
+        fluctuation of the averages themselves and can understate the spread across seeds.
+
+    Notes
+    -----
+    The straight-through estimator is biased; its bias and variance per configuration are
+    measured in ``benchmarks/GRADIENTS.md``. Binary or low-copy species (a promoter switching on
+    and off) defeat it in every observation mode; use ``estimator="score"`` there.
     """
     network, x0, params, model_obj = _unpack(network, x0, params)
     if getattr(model_obj, "events", ()):

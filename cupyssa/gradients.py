@@ -22,7 +22,7 @@ import numpy as np
 from .backends import Segment
 from .backends.cpu import kernels_for
 from .errors import ParameterError
-from .kernels import backward, codes
+from .kernels import backward
 from .kernels.philox import split_seed
 from .simulate import DEFAULT_MAX_STEPS, _time_grid, _unpack, raise_failure
 

@@ -159,7 +159,7 @@ class MassAction(RateLaw):
         return c
 
     def resolve(self, species_index, parameter_index, reactants):
-        for s, order in reactants:
+        for _, order in reactants:
             if order > codes.MAX_ORDER:
                 raise NetworkError(f"reactant order {order} exceeds the supported {codes.MAX_ORDER}")
         return super().resolve(species_index, parameter_index, reactants)

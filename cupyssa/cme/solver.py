@@ -6,6 +6,8 @@ Method: Tang, Weng & Zhang, Nat. Mach. Intell. 5, 376 (2023) and Weng et al., ar
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -40,16 +42,30 @@ def _caps_vector(net, caps) -> np.ndarray:
     return c.astype(np.int64)
 
 
+def _blas_limit(n):
+    if n is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        warnings.warn("blas_threads needs threadpoolctl (pip install threadpoolctl); ignored. Set "
+                      "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before starting Python instead.",
+                      RuntimeWarning, stacklevel=3)
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=int(n), user_api="blas")
+
+
 def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
           caps: Mapping | Sequence | None = None, model: str | AutoregressiveModel = "nade",
           hidden: int = 32, width: int = 32, depth: int = 2, dt: float = 1e-2,
           n_samples: int = 1000, n_iter: int | None = None, lr: float | None = None,
           damping: float = 1e-4, courant: float = 0.2, sampling: str = "tempered",
-          alpha: float = 0.5, eps: float = 0.02, reweight: bool = False, initial: Callable | None = None,
+          alpha: float = 0.5, eps: float = 0.02, reweight: bool = False, order: int = 1,
+          initial: Callable | None = None,
           init_width: float = 0.2, init_iter: int = 200, params_at: Callable | None = None,
           n_output_samples: int = 10_000, checkpoint: str | None = None,
           checkpoint_every: int = 100, progress: bool = False, seed: int = 0,
-          callback: Callable | None = None) -> VANSolution:
+          callback: Callable | None = None, blas_threads: int | None = None) -> VANSolution:
     """Solve the chemical master equation with a variational autoregressive network.
 
     Parameters
@@ -78,6 +94,9 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         ``P_theta``; "enumerate" uses every box state with weights ``∝ P_theta^alpha`` (small
         boxes, no Monte-Carlo noise).
     reweight : with "tempered", weight samples by PSIS-smoothed ``P_theta / q`` instead
+    order : Taylor order of the step target, 1 (Euler, ``1 + h E``) or 2 (``1 + h E + h^2 E2 / 2``,
+        see :func:`cupyssa.cme.van.local_energy`; ``K`` times the work per step, and much
+        smaller time-discretization error in far tails: use it for rare events)
     initial : callable ``log_p0(states [N, S]) -> [N]``, optional
         A user initial distribution, fitted by natural gradient (``init_iter`` iterations).
     init_width : width of the smoothed point mass ``p_i(m) ∝ exp(-|m - x0_i| / init_width)``
@@ -89,6 +108,13 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     progress : show a tqdm bar over time
     seed : seeds sampling (runs are reproducible for a fixed seed)
     callback : ``callback(step, t, model)`` after every step
+    blas_threads : limit the BLAS thread pools to this many threads during the solve (through
+        ``threadpoolctl`` when it is installed; otherwise a warning, and the limit must be set
+        before Python starts, e.g. ``OPENBLAS_NUM_THREADS=1``). ``None`` (default) leaves the
+        process's setting alone. The per-step solves are small (an ``N x N`` or ``P x P``
+        Cholesky, ``N, P ~ 10^2-10^4``): on a machine whose cores are busy with other work, BLAS
+        threads that wait for each other made a 400 x 400 Cholesky ~100x slower (0.8 s instead
+        of 0.009 s), and one thread is the right choice there.
 
     Returns
     -------
@@ -126,7 +152,7 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     opts = VANOptions(method=method, dt=dt, n_samples=n_samples,
                       n_iter=d_iter if n_iter is None else n_iter, lr=d_lr if lr is None else lr,
                       damping=damping, courant=courant, sampling=sampling, alpha=alpha, eps=eps,
-                      reweight=reweight,
+                      reweight=reweight, order=order,
                       checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
                       seed=seed, callback=callback)
     opts.validate()
@@ -142,6 +168,7 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
             enumerated = ar.enumerate_states() if sampling == "enumerate" else None
             fit_initial(ar, initial, opts, rng, n_iter=init_iter, enumerated=enumerated)
     prob = CMEProblem(net, x, theta, capv, rates_at)
-    thetas, stats = evolve(prob, ar, t_eval, opts)
+    with _blas_limit(blas_threads):
+        thetas, stats = evolve(prob, ar, t_eval, opts)
     return VANSolution(t_eval, net.species, ar, thetas, stats, method,
                        n_output_samples=n_output_samples, seed=seed)

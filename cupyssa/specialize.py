@@ -6,7 +6,8 @@ generated version with one branch per reaction: literal population updates and, 
 laws, literal propensity expressions written in exactly the kernels' operation order (so the
 trajectories are bit-identical to the table-driven kernels and to the ``numpy`` backend). Other
 laws call the shared ``propensity``. Used by ``simulate(..., specialize=True)``; it costs one
-compilation per network (about ten seconds), which pays off on large ensembles.
+compilation per network (10-50 s; networks of up to ``MAX_SPECIALIZED_REACTIONS`` reactions),
+which pays off on large ensembles.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from .kernels import codes
 
 __all__ = ["fire_source", "fire_function", "MAX_SPECIALIZED_REACTIONS"]
 
-#: beyond this many reactions the generated branch table is not worth its compile time
-MAX_SPECIALIZED_REACTIONS = 4096
+#: beyond this many reactions the generated branch table, inlined into the trajectory loop, takes
+#: LLVM minutes to compile (measured: 16 reactions ~15-50 s, 94 reactions > 7 min)
+MAX_SPECIALIZED_REACTIONS = 32
 
 _CACHE: dict = {}
 
@@ -43,8 +45,9 @@ def fire_source(network) -> str:
     """Python source of the network's ``fire`` (see module docstring)."""
     M = network.n_reactions
     if M > MAX_SPECIALIZED_REACTIONS:
-        raise NetworkError(f"specialize=True supports up to {MAX_SPECIALIZED_REACTIONS} reactions; "
-                           f"this network has {M}")
+        raise NetworkError(f"specialize=True supports up to {MAX_SPECIALIZED_REACTIONS} reactions "
+                           f"(compile time grows steeply beyond); this network has {M}: use the "
+                           "generic kernel (specialize=False)")
     nu = network.stoichiometry
     deps = network.dependency_graph()
     lines = ["def fire(r, x, theta, a, tab):"]

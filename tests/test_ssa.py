@@ -237,3 +237,9 @@ def test_specialized_kernel_gives_identical_trajectories_and_errors():
     with pytest.raises(SimulationError, match="reaction 'R0' .* negative"):
         cs.simulate(bad, {"A": 1, "B": 0, "C": 5}, [0.0, 100.0], {"v": 1.0, "K": 1.0},
                     n_trajectories=3, seed=1, specialize=True)
+
+
+def test_specialize_refuses_large_networks_with_a_clear_error():
+    model = cs.models.schlogl_lattice((16,))  # 94 reactions
+    with pytest.raises(cs.NetworkError, match="specialize=True supports up to 32 reactions"):
+        cs.simulate(model, t_eval=[0.1], seed=0, specialize=True)

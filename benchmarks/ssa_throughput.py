@@ -326,9 +326,12 @@ def bench_model(name, args, log):
 
     # cupyssa with the network-specific event update (cupyssa.specialize): compile, same size
     sp = Runs("cupyssa `cpu`, specialize=True", threads, "cupyssa/specialized")
-    _, w, _ = _timed(lambda: cs.simulate(model, t_eval=t_eval[:2], n_trajectories=1, seed=0,
-                                         specialize=True))
-    sp.startup = f"network compile {w:.2f} s"
+    try:
+        _, w, _ = _timed(lambda: cs.simulate(model, t_eval=t_eval[:2], n_trajectories=1, seed=0,
+                                             specialize=True))
+        sp.startup = f"network compile {w:.2f} s"
+    except cs.NetworkError as exc:
+        sp.error = f"not available: {exc}"
 
     # hand-written loop: compile, pilot
     h = Runs("hand-written Numba", threads, "hand-written")
@@ -388,9 +391,12 @@ def bench_model(name, args, log):
         seed = seed0 + rep
         res, w, cpu = cupyssa_run(model, t_eval, n_c, seed)
         c.add(n_c, res.n_events.sum(), w, cpu, res.states[:, -1, :], res.n_events)
-        res_sp, w, cpu = cupyssa_run(model, t_eval, n_c, seed, specialize=True)
-        sp.add(n_c, res_sp.n_events.sum(), w, cpu)
-        if rep == 0:
+        if sp.error:
+            res_sp = None
+        else:
+            res_sp, w, cpu = cupyssa_run(model, t_eval, n_c, seed, specialize=True)
+            sp.add(n_c, res_sp.n_events.sum(), w, cpu)
+        if rep == 0 and res_sp is not None:
             sp.check = ("same trajectories as the generic kernel, bit for bit"
                         if np.array_equal(res_sp.states, res.states) else
                         "DIFFERS from the generic kernel")
@@ -503,7 +509,7 @@ def table(result):
         est = "" if r.events_exact else " (est.)"
         lines.append(f"| {r.label} | {r.threads} | {r.n[0]} | {rate / 1e6:.2f}{est} "
                      f"| {cpu_rate / 1e6:.2f}{est} | {'1' if r is c else f'{ratio:.3g}'} "
-                     f"| {'1' if r is sp else f'{ratio_sp:.3g}'} | {goal} "
+                     f"| {'1' if r is sp else (f'{ratio_sp:.3g}' if sp.ok else '–')} | {goal} "
                      f"| {r.startup} | {check} |")
     return "\n".join(lines)
 

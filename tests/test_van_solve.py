@@ -137,3 +137,44 @@ def test_models():
     assert sorted(a.tolist()) == pytest.approx(sorted([2.676 * 50 * 49, 0.040 * 50 * 49 * 48,
                                                        108.102, 37.881 * 50]))
     assert net.species == ("X0",)
+
+
+def test_local_energy_orders_match_the_generator():
+    # E = (W P) / P and E2 = (W^2 P) / P on every state of a small box, W the reflecting-box
+    # generator built here directly from the propensities and stoichiometry
+    from cupyssa.cme import NADE
+    from cupyssa.cme.van import local_energy
+
+    m = models.schlogl_paper((2,), cap=7)
+    net, theta = m.network, m.network.parameter_vector(m.params)
+    ar = NADE([7, 7], hidden=5, rng=np.random.default_rng(2), init_scale=1.0)
+    X = ar.enumerate_states()
+    p = np.exp(ar.log_prob(X))
+    index = {tuple(x): j for j, x in enumerate(X)}
+    W = np.zeros((len(X), len(X)))
+    a = net.propensities(X, theta)
+    for j, x in enumerate(X):
+        for k, s in enumerate(net.stoichiometry):
+            y = tuple(x + s)
+            if y in index:
+                W[index[y], j] += a[j, k]
+                W[j, j] -= a[j, k]
+    E, E2 = local_energy(ar, net, theta, X, order=2)
+    np.testing.assert_allclose(E, W @ p / p, rtol=1e-9, atol=1e-9 * np.abs(E).max())
+    np.testing.assert_allclose(E2, W @ (W @ p) / p, rtol=1e-9, atol=1e-9 * np.abs(E2).max())
+    np.testing.assert_allclose(local_energy(ar, net, theta, X), E, rtol=0, atol=0)
+
+
+def test_blas_threads_option():
+    model, caps = _immigration_death()
+    kw = dict(t_eval=[0.0, 0.1], caps=caps, n_samples=50, hidden=2, dt=0.05, seed=0)
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        with pytest.warns(RuntimeWarning, match="threadpoolctl"):
+            a = solve(model, blas_threads=1, **kw)
+    else:
+        a = solve(model, blas_threads=1, **kw)
+    np.testing.assert_array_equal(a.thetas, solve(model, **kw).thetas)
+    with pytest.raises(VANError, match="order"):
+        solve(model, order=3, **kw)

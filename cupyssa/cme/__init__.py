@@ -7,3 +7,4 @@ from .autoregressive import MADE as MADE, NADE as NADE, AutoregressiveModel as A
 from .sampling import RegionEstimate as RegionEstimate, psis as psis
 from .solution import VANSolution as VANSolution
 from .solver import solve as solve
+from .box import BoxCMEResult as BoxCMEResult, box_cme as box_cme

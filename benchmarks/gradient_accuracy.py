@@ -55,7 +55,6 @@ import argparse
 import datetime
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -63,6 +62,9 @@ from dataclasses import dataclass
 import numpy as np
 
 import cupyssa as cs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import cpu_model, git_revision  # noqa: E402
 
 TABLES_BEGIN = "<!-- gradient_accuracy tables: begin (generated) -->"
 TABLES_END = "<!-- gradient_accuracy tables: end -->"
@@ -254,21 +256,7 @@ def table(target, rows, exact, smoothed, lost, theta):
 
 
 def environment(args_line):
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in
-                   subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                   if ln.startswith("Model name"))
-    except Exception:
-        cpu = platform.processor() or "unknown"
-    try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=here).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, cwd=here).stdout.strip()
-        rev += " (working tree modified)" if dirty else ""
-    except Exception:
-        rev = "?"
+    cpu, rev = cpu_model(), git_revision()
     import numba
     return (f"Date {datetime.date.today().isoformat()}; machine: `nproc` = {os.cpu_count()}, CPU "
             f"`{cpu}`; Python {platform.python_version()}, NumPy {np.__version__}, Numba "

@@ -74,6 +74,9 @@ import numpy as np
 
 import cupyssa as cs
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import cpu_model, git_revision, write_section  # noqa: E402
+
 SECTION = "## Gradient throughput (issue 3)"
 K1, K2, A0, T_END = 1e-3, 0.1, 1000, 50.0
 TEMPERATURE = 0.1
@@ -353,21 +356,7 @@ _LOAD_AT_START = os.getloadavg()
 
 
 def environment(cmd):
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in
-                   subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                   if ln.startswith("Model name"))
-    except Exception:
-        cpu = platform.processor() or "unknown"
-    try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=here).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, cwd=here).stdout.strip()
-        rev += " (working tree modified)" if dirty else ""
-    except Exception:
-        rev = "?"
+    cpu, rev = cpu_model(), git_revision()
     import numba
     return (f"Date {datetime.date.today().isoformat()}. Machine: `nproc` = {os.cpu_count()}, CPU "
             f"`{cpu}` (lscpu); Python {platform.python_version()}, NumPy {np.__version__}, Numba "
@@ -515,16 +504,7 @@ def report(N, seed, ours, sx, sx_error, prof, rss_ours, cmd, repeats, max_steps,
 
 def write_results(path, text):
     """Replace (or append) this benchmark's section of RESULTS.md, leaving the others alone."""
-    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        rest = "" if nxt < 0 else old[nxt:]
-        new = old[:start] + text.rstrip("\n") + "\n" + rest
-    with open(path, "w") as fh:
-        fh.write(new)
+    write_section(path, SECTION, text)
 
 
 def main(argv=None):

@@ -61,6 +61,7 @@ import numba  # noqa: E402
 
 import cupyssa as cs  # noqa: E402
 import handwritten as hw  # noqa: E402
+from _report import write_section  # noqa: E402
 
 MODELS = {
     "dimerization": ("(a) reversible dimerization, 2 species, 2 reactions, T=50",
@@ -516,16 +517,7 @@ def table(result):
 
 def write_results(path, text):
     """Replace (or append) this benchmark's section of RESULTS.md, leaving the others alone."""
-    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        rest = "" if nxt < 0 else old[nxt:]
-        new = old[:start] + text.rstrip("\n") + "\n" + rest
-    with open(path, "w") as fh:
-        fh.write(new)
+    write_section(path, SECTION, text)
 
 
 def main(argv=None):

@@ -326,17 +326,13 @@ class ReactionNetwork:
                 value = params.get(name, default)
                 if value is None:
                     raise ParameterError(f"no value for parameter {name!r}")
-                columns.append(np.asarray(value, dtype=float))
-            per_traj = [c for c in columns if c.ndim > 0]
-            if per_traj:
-                n = per_traj[0].shape[0]
-                for name, c in zip(self._parameters, columns):
-                    if c.ndim > 1 or (c.ndim == 1 and c.shape[0] != n):
-                        raise ParameterError(f"parameter {name!r} has shape {c.shape}; expected a "
-                                             f"scalar or shape ({n},)")
-                theta = np.stack([np.broadcast_to(c, (n,)) for c in columns], axis=1)
-            else:
-                theta = np.array([float(c) for c in columns], dtype=float)
+                columns.append((f"parameter {name!r}", value))
+            try:
+                theta = _stack_columns(columns, ParameterError).astype(float)
+            except (TypeError, ValueError) as exc:
+                if isinstance(exc, ParameterError):
+                    raise
+                raise ParameterError(f"parameter values must be numbers: {exc}") from None
         else:
             try:
                 theta = np.array(params, dtype=float)
@@ -382,17 +378,8 @@ class ReactionNetwork:
                 value = x0.get(name, self._initial.get(name))
                 if value is None:
                     raise InitialStateError(f"no initial count for species {name!r}")
-                cols.append(np.asarray(value))
-            per_traj = [c for c in cols if c.ndim > 0]
-            if per_traj:
-                n = per_traj[0].shape[0]
-                for name, c in zip(self._species, cols):
-                    if c.ndim > 1 or (c.ndim == 1 and c.shape[0] != n):
-                        raise InitialStateError(f"x0[{name!r}] has shape {c.shape}; expected a scalar "
-                                                f"or shape ({n},)")
-                x = np.stack([np.broadcast_to(c, (n,)) for c in cols], axis=1)
-            else:
-                x = np.array([c[()] for c in cols])
+                cols.append((f"x0[{name!r}]", value))
+            x = _stack_columns(cols, InitialStateError)
         else:
             x = np.asarray(x0)
             if x.ndim not in (1, 2) or x.shape[-1] != S:
@@ -503,6 +490,23 @@ class ReactionNetwork:
 
     def __str__(self) -> str:
         return "\n".join(f"{r.name}: {r}  ({type(r.law).__name__})" for r in self._reactions)
+
+
+def _stack_columns(labelled_values, error):
+    """Stack named scalars or per-trajectory vectors into ``[n]`` or ``[n_trajectories, n]``.
+
+    ``labelled_values`` is a sequence of ``(label, value)``; every vector must have the length of
+    the first one, else ``error`` (an exception class) names the offending label.
+    """
+    cols = [(label, np.asarray(value)) for label, value in labelled_values]
+    per_traj = [c for _, c in cols if c.ndim > 0]
+    if not per_traj:
+        return np.array([c[()] for _, c in cols])
+    n = per_traj[0].shape[0]
+    for label, c in cols:
+        if c.ndim > 1 or (c.ndim == 1 and c.shape[0] != n):
+            raise error(f"{label} has shape {c.shape}; expected a scalar or shape ({n},)")
+    return np.stack([np.broadcast_to(c, (n,)) for _, c in cols], axis=1)
 
 
 def _check_finite(value, name: str) -> float:

@@ -90,6 +90,13 @@ def test_parameter_and_initial_validation():
                          (np.ones(3), "expected \\(2,\\)")]:
         with pytest.raises(ParameterError, match=message):
             net.parameter_vector(bad)
+    with pytest.raises(ParameterError, match="must be numbers"):
+        net.parameter_vector({"k1": "fast"})
+    with pytest.raises(ParameterError,
+                       match="parameter 'k2' has shape \\(2,\\); expected a scalar or shape \\(3,\\)"):
+        net.parameter_vector({"k1": [1.0, 2.0, 3.0], "k2": [1.0, 2.0]})
+    with pytest.raises(InitialStateError, match="x0\\['B'\\] has shape \\(2,\\)"):
+        net.initial_vector({"A": [1, 2, 3], "B": [1, 2]})
     with pytest.raises(ParameterError, match="no value for parameter 'k2'"):
         cs.ReactionNetwork.from_string("A -> B ; k2").parameter_vector({})
     for bad, message in [({"A": -1}, "non-negative integers"), ({"A": 1.5}, "non-negative integers"),

@@ -30,7 +30,7 @@ Observations (``mode``): ``FILL`` ``Y_m = x_{k(m)}`` (blind to event times); ``L
 
 import math
 
-from .philox import STREAM_FORWARD, STREAM_GUMBEL, uniform_pair
+from .philox import STREAM_FORWARD, STREAM_GUMBEL, block_uniform_pair, philox_block
 from .propensity import propensity, propensity_adjoint
 from .trajectory import all_propensities, select_reaction, window_cdf, window_density
 
@@ -41,7 +41,7 @@ STRAIGHT_THROUGH = 0
 SCORE = 1
 
 
-def conditional_softmax(trajectory, k, r, a, a0, u_sel, inv_temp, y, seed_lo, seed_hi):
+def conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y):
     """``y = softmax((log a + g) / T)`` with Gumbels ``g`` drawn conditionally on ``argmax = r``.
 
     Top-down construction: the maximum is ``z_r = log a0 + G`` with ``G ~ Gumbel(0, 1)``; reaction
@@ -49,7 +49,8 @@ def conditional_softmax(trajectory, k, r, a, a0, u_sel, inv_temp, y, seed_lo, se
     The maximum's uniform is the forward's selection uniform rescaled within the chosen slice,
     ``v = (u_sel a0 - sum_{i<r} a_i) / a_r``: given ``r`` it is U(0, 1) and independent of ``r``.
     Reaction ``j``'s uniform ``u_j`` is element ``j % 2`` of the pair at
-    ``(seed, trajectory, k, STREAM_GUMBEL + j // 2)``. With ``e^{z_r} = a0 / (-log v)`` and
+    ``(seed, trajectory, k, STREAM_GUMBEL + j // 2)``, read from column ``col`` of
+    ``gumbel[j // 2]`` (see :func:`load_draws`). With ``e^{z_r} = a0 / (-log v)`` and
     ``e^{g_j} = a_j / (-log u_j)``, ``y_j / y_r = exp((z_j - z_r)/T) = (1 + (a0/a_j) log u_j /
     log v)^(-1/T)``: one log and one power per reaction.
     """
@@ -63,7 +64,7 @@ def conditional_softmax(trajectory, k, r, a, a0, u_sel, inv_temp, y, seed_lo, se
     log_v = math.log(v)
     total = 0.0
     for b in range((M + 1) // 2):
-        v0, v1 = uniform_pair(seed_lo, seed_hi, trajectory, k, STREAM_GUMBEL + b)
+        v0, v1 = block_uniform_pair(gumbel[b], col)
         for h in range(2):
             j = 2 * b + h
             if j < M:
@@ -110,8 +111,8 @@ def add_kernel_state_terms(t_lo, t_hi, first_interval, t_eval, G, width, xbar, m
         m -= 1
 
 
-def step_adjoint(trajectory, k, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator, inv_temp,
-                 weight, y, s, xbar, gbar, seed_lo, seed_hi, tab):
+def step_adjoint(gumbel, col, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator, inv_temp,
+                 weight, y, s, xbar, gbar, tab):
     """Chain the adjoints of level ``k+1`` (``xbar``, ``tbar``) through event ``k`` (reaction ``r``
     fired from ``x = x_k``); ``xbar`` becomes ``xbar_k`` in place; returns ``tbar_k``."""
     M = a.shape[0]
@@ -129,7 +130,7 @@ def step_adjoint(trajectory, k, r, x, theta, a, a0, E, u_sel, tau, tbar, estimat
         for e in range(tab.net_ptr[j], tab.net_ptr[j + 1]):
             sj += tab.net_delta[e] * xbar[tab.net_species[e]]
         s[j] = sj
-    conditional_softmax(trajectory, k, r, a, a0, u_sel, inv_temp, y, seed_lo, seed_hi)
+    conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y)
     ys = 0.0
     for j in range(M):
         ys += y[j] * s[j]
@@ -143,14 +144,27 @@ def step_adjoint(trajectory, k, r, x, theta, a, a0, E, u_sel, tau, tbar, estimat
     return tbar
 
 
+def load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, k):
+    """Regenerate the draws of the ``B`` steps ending at ``k`` (``B = forward.shape[1]``, from step
+    ``max(k - B + 1, 0)``, which is returned): the forward pair into ``forward [4, B]`` and the
+    Gumbel stream ``b`` into ``gumbel[b] [4, B]`` (``gumbel`` is ``[0, 4, B]`` when unused)."""
+    k_lo = max(k - forward.shape[1] + 1, 0)
+    philox_block(forward, seed_lo, seed_hi, trajectory, k_lo, STREAM_FORWARD, 1, 0)
+    for b in range(gumbel.shape[0]):
+        philox_block(gumbel[b], seed_lo, seed_hi, trajectory, k_lo, STREAM_GUMBEL + b, 1, 0)
+    return k_lo
+
+
 def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, checkpoint_every,
                       obs_step, obs_frac, t_eval, G, mode, width, horizon, estimator, inv_temp,
-                      weight, seed_lo, seed_hi, a, y, s, xbar, gbar, tab):
+                      weight, seed_lo, seed_hi, a, y, s, xbar, forward, gumbel, gbar, tab):
     """Reverse sweep of one trajectory; adds its gradient contribution to ``gbar [P]``.
 
     ``x`` (int64 ``[S]``) is the final state ``x_K`` on entry and ``x_0`` on return; ``t_final`` is
     ``t_K``; ``G [T, S]`` is ``dL/dY`` of this trajectory's observations (straight-through);
-    ``weight`` multiplies the score. Returns the recovered initial time ``t_0``.
+    ``weight`` multiplies the score. ``forward [4, B]`` and ``gumbel [(M + 1) // 2 or 0, 4, B]``
+    (uint64) are scratch for the regenerated draws of ``B`` steps at a time. Returns the recovered
+    initial time ``t_0``.
     """
     M = a.shape[0]
     if K > tape.shape[0]:
@@ -167,11 +181,13 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
     a0 = 0.0
     for j in range(M):
         a0 += a[j]
+    k_lo = K + 1  # first step whose draws the blocks hold (none yet)
 
     # ---- the last interval, [t_K, t_{K+1}) --------------------------------------------------
     if mode == LINEAR and a0 > 0.0:
         # the first event after the grid is part of the path that linear observations read
-        u_tau, u_sel = uniform_pair(seed_lo, seed_hi, trajectory, K, STREAM_FORWARD)
+        k_lo = load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, K)
+        u_tau, u_sel = block_uniform_pair(forward, K - k_lo)
         E = -math.log(u_tau)
         tau = E / a0
         r = select_reaction(a, u_sel * a0)
@@ -180,8 +196,8 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
             while m >= 0 and obs_step[m] == K:
                 tbar = linear_obs_terms(m, r, obs_frac[m], tau, G, xbar, tbar, True, tab)
                 m -= 1
-        tbar = step_adjoint(trajectory, K, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator,
-                            inv_temp, weight, y, s, xbar, gbar, seed_lo, seed_hi, tab)
+        tbar = step_adjoint(gumbel, K - k_lo, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator,
+                            inv_temp, weight, y, s, xbar, gbar, tab)
         if st:
             for mm in range(m_top, m, -1):
                 tbar = linear_obs_terms(mm, r, obs_frac[mm], tau, G, xbar, tbar, False, tab)
@@ -211,7 +227,9 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
         a0 = 0.0
         for j in range(M):
             a0 += a[j]
-        u_tau, u_sel = uniform_pair(seed_lo, seed_hi, trajectory, k, STREAM_FORWARD)
+        if k < k_lo:
+            k_lo = load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, k)
+        u_tau, u_sel = block_uniform_pair(forward, k - k_lo)
         E = -math.log(u_tau)
         tau = E / a0
         t_next = t
@@ -228,8 +246,8 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
             while m >= 0 and obs_step[m] == k:
                 tbar = linear_obs_terms(m, r, obs_frac[m], tau, G, xbar, tbar, True, tab)
                 m -= 1
-        tbar = step_adjoint(trajectory, k, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator,
-                            inv_temp, weight, y, s, xbar, gbar, seed_lo, seed_hi, tab)
+        tbar = step_adjoint(gumbel, k - k_lo, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator,
+                            inv_temp, weight, y, s, xbar, gbar, tab)
         if st and mode == LINEAR:
             for mm in range(m_top, m, -1):
                 tbar = linear_obs_terms(mm, r, obs_frac[mm], tau, G, xbar, tbar, False, tab)

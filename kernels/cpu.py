@@ -12,34 +12,41 @@ import numpy as np
 
 from . import backward, philox, propensity, trajectory
 from .targets import retarget
-from .backward import replay_trajectory
+from .backward import STRAIGHT_THROUGH, replay_trajectory
 from .trajectory import simulate_trajectory
 
 #: the shared device-level source, callees first
 DEVICE_FUNCTIONS = [
-    philox.philox4x32, philox.words_to_uniform, philox.uniform_pair,
+    philox.philox4x32, philox.words_to_uniform, philox.uniform_pair, philox.philox_block,
+    philox.block_uniform_pair,
     propensity.expression_propensity, propensity.neural_activation,
     propensity.combinatorial_factor, propensity.propensity,
     trajectory.event_trigger,
-    trajectory.select_reaction, trajectory.fire, trajectory.all_propensities,
+    trajectory.select_reaction, trajectory.fire, trajectory.first_invalid,
+    trajectory.all_propensities,
     trajectory.window_cdf, trajectory.window_density, trajectory.simulate_trajectory,
     propensity.falling_ratio, propensity.falling_ratio_derivative, propensity.expression_adjoint,
     propensity.propensity_adjoint, backward.conditional_softmax, backward.add_kernel_time_terms,
-    backward.add_kernel_state_terms, backward.step_adjoint, backward.linear_obs_terms,
+    backward.add_kernel_state_terms, backward.step_adjoint, backward.load_draws,
+    backward.linear_obs_terms,
     backward.replay_trajectory,
 ]
 
+
+#: steps whose forward draws are generated together (:func:`~cupyssa.kernels.philox.philox_block`;
+#: 8 was fastest of 4-32 on AVX-512, the same numbers whatever the size)
+RNG_BLOCK = 8
 
 #: functions called once or more per event: inlined at the Numba IR level, because a call that
 #: passes the network tables costs a reference-count update per table array (atomic, on objects
 #: shared by all threads) — measured 3x slower per event than the inlined kernel
 PER_STEP = {
-    "philox4x32", "words_to_uniform", "uniform_pair", "combinatorial_factor", "neural_activation",
-    "propensity",
-    "select_reaction", "fire",
-    "all_propensities", "window_cdf", "window_density", "falling_ratio", "falling_ratio_derivative",
+    "philox4x32", "words_to_uniform", "uniform_pair", "philox_block", "block_uniform_pair",
+    "combinatorial_factor", "neural_activation", "propensity", "select_reaction", "fire",
+    "first_invalid", "all_propensities", "window_cdf", "window_density", "falling_ratio",
+    "falling_ratio_derivative",
     "propensity_adjoint", "conditional_softmax", "add_kernel_time_terms", "add_kernel_state_terms",
-    "step_adjoint", "linear_obs_terms", "event_trigger", "expression_propensity",
+    "step_adjoint", "load_draws", "linear_obs_terms", "event_trigger", "expression_propensity",
     "expression_adjoint", "simulate_trajectory", "replay_trajectory",
 }
 
@@ -59,12 +66,13 @@ def simulate_batch(x, theta, first, t, k, obs, t_stop, horizon, t_eval, seed_lo,
     M = tab.law_kind.shape[0]
     for n in numba.prange(N):
         a = np.empty(M)
+        block = np.empty((4, RNG_BLOCK), dtype=np.uint64)
         # row n of theta, or the single broadcast row
         it = n * (theta.shape[0] > 1)
         rec = (tape[n], t_checkpoints[n], checkpoint_every, obs_step[n], obs_frac[n], obs_next[n],
                width, smooth[n])
         st, kn, tn, r, ob = simulate_trajectory(first + n, x[n], theta[it], t[n], k[n], obs[n],
-                                                t_stop, horizon, t_eval, states[n], a, seed_lo,
+                                                t_stop, horizon, t_eval, states[n], a, block, seed_lo,
                                                 seed_hi, max_steps, count_limit, rec, tab)
         status[n] = st
         k[n] = kn
@@ -88,6 +96,9 @@ def replay_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpo
         y = np.empty(M)
         s = np.empty(M)
         xbar = np.empty(S)
+        forward = np.empty((4, RNG_BLOCK), dtype=np.uint64)
+        n_gumbel = (M + 1) // 2 if estimator == STRAIGHT_THROUGH else 0
+        gumbel = np.empty((n_gumbel, 4, RNG_BLOCK), dtype=np.uint64)
         g = grads[n]
         g[:] = 0.0
         x = x_final[n].copy()
@@ -95,7 +106,8 @@ def replay_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpo
         t_start[n] = replay_trajectory(first + n, x, theta[it], t_final[n], K[n], tape[n],
                                        t_checkpoints[n], checkpoint_every, obs_step[n],
                                        obs_frac[n], t_eval, G[n], mode, width, horizon, estimator,
-                                       inv_temp, weights[n], seed_lo, seed_hi, a, y, s, xbar, g,
+                                       inv_temp, weights[n], seed_lo, seed_hi, a, y, s, xbar, forward,
+                                       gumbel, g,
                                        tab)
         for i in range(S):
             x_start[n, i] = x[i]

@@ -20,7 +20,7 @@ import math
 
 from .codes import (BAD_PROPENSITY, MAX_STEPS, NEGATIVE_POPULATION, OK, POPULATION_OVERFLOW,
                     STOPPED, TRIGGERED)
-from .philox import STREAM_FORWARD, uniform_pair
+from .philox import STREAM_FORWARD, block_uniform_pair, philox_block
 from .propensity import propensity
 
 _INF = math.inf
@@ -49,8 +49,10 @@ def select_reaction(a, target):
 def fire(r, x, theta, a, tab):
     """Apply reaction ``r`` to ``x`` and recompute the propensities that depend on it (the
     dependency graph). Returns ``(status, reaction)``: ``OK`` and -1, ``NEGATIVE_POPULATION`` and
-    ``r``, or ``BAD_PROPENSITY`` and the offending reaction. A network may supply a code-generated
-    version with the same contract (``cupyssa.specialize``)."""
+    ``r``, or ``BAD_PROPENSITY`` and a reaction whose new propensity is negative. NaN and
+    infinite propensities are stored: they make ``a0`` NaN or infinite, which the trajectory loop
+    checks once per step (:func:`first_invalid` then names the reaction). A network may supply a
+    code-generated version with the same contract (``cupyssa.specialize``)."""
     for e in range(tab.net_ptr[r], tab.net_ptr[r + 1]):
         s = tab.net_species[e]
         x[s] += tab.net_delta[e]
@@ -59,21 +61,26 @@ def fire(r, x, theta, a, tab):
     for e in range(tab.dep_ptr[r], tab.dep_ptr[r + 1]):
         j = tab.dep_reaction[e]
         aj = propensity(j, x, theta, tab)
-        if not (aj >= 0.0 and aj < _INF):
+        if aj < 0.0:
             return BAD_PROPENSITY, j
         a[j] = aj
     return OK, -1
+
+
+def first_invalid(a):
+    """The first ``j`` whose propensity is negative, NaN or infinite, or -1."""
+    for j in range(a.shape[0]):
+        if not (a[j] >= 0.0 and a[j] < _INF):
+            return j
+    return -1
 
 
 def all_propensities(x, theta, a, tab):
     """Fill ``a`` with every propensity; returns the first bad reaction (negative, NaN or
     infinite propensity) or -1."""
     for j in range(a.shape[0]):
-        aj = propensity(j, x, theta, tab)
-        if not (aj >= 0.0 and aj < _INF):
-            return j
-        a[j] = aj
-    return -1
+        a[j] = propensity(j, x, theta, tab)
+    return first_invalid(a)
 
 
 def window_cdf(u):
@@ -95,7 +102,7 @@ def window_density(u):
 
 
 def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_stop, horizon, t_eval,
-                        out, a, seed_lo, seed_hi, max_steps, count_limit, rec, tab):
+                        out, a, block, seed_lo, seed_hi, max_steps, count_limit, rec, tab):
     """Simulate one trajectory (or one segment of it).
 
     Parameters
@@ -116,6 +123,9 @@ def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_sto
         Observation grid and the states observed on it.
     a : float64 array [M]
         Scratch for the propensities.
+    block : uint64 array [4, B]
+        Scratch for the forward draws of ``B`` consecutive steps (:func:`philox_block`; ``B = 1``
+        draws step by step).
     max_steps, count_limit : int
         Step budget; largest population the output type holds.
     rec : tuple (tape, t_checkpoints, checkpoint_every, obs_step, obs_frac, obs_next, width,
@@ -145,16 +155,24 @@ def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_sto
     obs = obs_start
     k = k_start
     m_lo = 0  # first observation whose smoothing window ends after t
+    n_block = block.shape[1]
+    k_block = k_start - n_block  # block holds the draws of steps k_block .. k_block + n_block - 1
     while True:
         if n_check > 0 and k % checkpoint_every == 0 and k // checkpoint_every < n_check:
             t_checkpoints[k // checkpoint_every] = t
         a0 = 0.0
         for j in range(a.shape[0]):
             a0 += a[j]
+        if not (a0 < _INF):
+            # a NaN or infinite propensity (fire rejects negative ones); one test per step
+            return BAD_PROPENSITY, k, t, first_invalid(a), obs
         r = -1
         t_next = _INF
         if a0 > 0.0:
-            u_tau, u_sel = uniform_pair(seed_lo, seed_hi, trajectory, k, STREAM_FORWARD)
+            if k - k_block >= n_block:
+                k_block = k
+                philox_block(block, seed_lo, seed_hi, trajectory, k, STREAM_FORWARD, 1, 0)
+            u_tau, u_sel = block_uniform_pair(block, k - k_block)
             t_next = t - math.log(u_tau) / a0
             r = select_reaction(a, u_sel * a0)
         t_obs = min(t_next, t_stop)

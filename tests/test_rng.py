@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cupyssa.kernels.philox import philox4x32, split_seed, uniform_pair
+from cupyssa.kernels.philox import block_uniform_pair, philox4x32, philox_block, split_seed, uniform_pair
 
 # Random123 tests/kat_vectors, "philox4x32 10" lines: counter (4 words), key (2), output (4)
 KAT = [
@@ -40,6 +40,23 @@ def test_numba_uniforms_equal_numpy_uniforms():
     for i in range(3):
         u_jit = default.uniform_pair(lo, hi, traj[i], step[i], np.uint64(3))
         assert u_jit[0] == u_np[0][i] and u_jit[1] == u_np[1][i]
+
+
+@pytest.mark.parametrize("d_step, d_stream", [(1, 0), (0, 1)])
+def test_block_draws_equal_single_draws(d_step, d_stream):
+    """A block of counters (the kernels' vectorized form) gives the numbers of one call each."""
+    from cupyssa.kernels.cpu import default
+
+    lo, hi = split_seed(2 ** 40 + 12345)
+    traj, step, stream, B = 2 ** 33 + 5, 2 ** 32 - 3, 2, 8  # the steps cross 2^32
+    for fill, pair in ((philox_block, block_uniform_pair),
+                       (default.philox_block, default.block_uniform_pair)):
+        block = np.zeros((4, B), dtype=np.uint64)
+        fill(block, lo, hi, traj, step, stream, d_step, d_stream)
+        for b in range(B):
+            want = uniform_pair(lo, hi, np.uint64(traj), np.uint64(step + b * d_step),
+                                np.uint64(stream + b * d_stream))
+            assert pair(block, b) == want
 
 
 def test_uniforms_are_uniform_on_open_interval():

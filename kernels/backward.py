@@ -32,7 +32,7 @@ import math
 
 from .philox import STREAM_FORWARD, STREAM_GUMBEL, block_uniform_pair, philox_block
 from .propensity import propensity, propensity_adjoint
-from .trajectory import all_propensities, select_reaction, window_cdf, window_density
+from .trajectory import all_propensities, cumulate, select_reaction, window_cdf, window_density
 
 FILL = 0
 LINEAR = 1
@@ -190,7 +190,8 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
         u_tau, u_sel = block_uniform_pair(forward, K - k_lo)
         E = -math.log(u_tau)
         tau = E / a0
-        r = select_reaction(a, u_sel * a0)
+        cumulate(a, y)  # y is free until step_adjoint fills it
+        r = select_reaction(a, y, u_sel * a0)
         m_top = m
         if st:
             while m >= 0 and obs_step[m] == K:

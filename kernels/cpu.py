@@ -22,7 +22,7 @@ DEVICE_FUNCTIONS = [
     propensity.expression_propensity, propensity.neural_activation,
     propensity.combinatorial_factor, propensity.propensity,
     trajectory.event_trigger,
-    trajectory.select_reaction, trajectory.fire, trajectory.first_invalid,
+    trajectory.cumulate, trajectory.select_reaction, trajectory.fire, trajectory.first_invalid,
     trajectory.all_propensities,
     trajectory.window_cdf, trajectory.window_density, trajectory.simulate_trajectory,
     propensity.falling_ratio, propensity.falling_ratio_derivative, propensity.expression_adjoint,
@@ -42,7 +42,7 @@ RNG_BLOCK = 8
 #: shared by all threads) — measured 3x slower per event than the inlined kernel
 PER_STEP = {
     "philox4x32", "words_to_uniform", "uniform_pair", "philox_block", "block_uniform_pair",
-    "combinatorial_factor", "neural_activation", "propensity", "select_reaction", "fire",
+    "combinatorial_factor", "neural_activation", "propensity", "cumulate", "select_reaction", "fire",
     "first_invalid", "all_propensities", "window_cdf", "window_density", "falling_ratio",
     "falling_ratio_derivative",
     "propensity_adjoint", "conditional_softmax", "add_kernel_time_terms", "add_kernel_state_terms",
@@ -66,14 +66,15 @@ def simulate_batch(x, theta, first, t, k, obs, t_stop, horizon, t_eval, seed_lo,
     M = tab.law_kind.shape[0]
     for n in numba.prange(N):
         a = np.empty(M)
+        cum = np.empty(M)
         block = np.empty((4, RNG_BLOCK), dtype=np.uint64)
         # row n of theta, or the single broadcast row
         it = n * (theta.shape[0] > 1)
         rec = (tape[n], t_checkpoints[n], checkpoint_every, obs_step[n], obs_frac[n], obs_next[n],
                width, smooth[n])
         st, kn, tn, r, ob = simulate_trajectory(first + n, x[n], theta[it], t[n], k[n], obs[n],
-                                                t_stop, horizon, t_eval, states[n], a, block, seed_lo,
-                                                seed_hi, max_steps, count_limit, rec, tab)
+                                                t_stop, horizon, t_eval, states[n], a, cum, block,
+                                                seed_lo, seed_hi, max_steps, count_limit, rec, tab)
         status[n] = st
         k[n] = kn
         t[n] = tn

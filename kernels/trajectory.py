@@ -24,6 +24,8 @@ from .philox import STREAM_FORWARD, block_uniform_pair, philox_block
 from .propensity import propensity
 
 _INF = math.inf
+#: networks up to this many reactions select the event without branches (:func:`select_reaction`)
+COUNTED_SELECTION = 8
 
 
 def event_trigger(x, t, theta):
@@ -32,18 +34,40 @@ def event_trigger(x, t, theta):
     return False
 
 
-def select_reaction(a, target):
-    """First ``j`` with ``a_0 + ... + a_j > target`` among positive ``a_j``; the last positive one
-    if rounding leaves ``target`` at the total."""
+def cumulate(a, cum):
+    """``cum[j] = a_0 + ... + a_j`` (sequential sums); returns the total ``a0``."""
     acc = 0.0
-    last = -1
     for j in range(a.shape[0]):
+        acc += a[j]
+        cum[j] = acc
+    return acc
+
+
+def select_reaction(a, cum, target):
+    """The first ``j`` with ``a_0 + ... + a_j > target`` (``cum`` from :func:`cumulate`; this is
+    always a positive ``a_j``, since a zero one repeats the previous sum); the last positive
+    ``a_j`` if rounding leaves ``target`` at the total.
+
+    Up to ``COUNTED_SELECTION`` reactions the index is counted, ``r = #{j : cum_j <= target}``,
+    with no data-dependent branch (an early exit at a random ``j`` costs a branch misprediction per
+    event: 1.3x on the dimerization); for more, the early-exit scan does less work."""
+    M = a.shape[0]
+    r = M
+    if M <= COUNTED_SELECTION:
+        r = 0
+        for j in range(M):
+            r += cum[j] <= target
+    else:
+        for j in range(M):
+            if cum[j] > target:
+                r = j
+                break
+    if r < M:
+        return r
+    for j in range(M - 1, -1, -1):
         if a[j] > 0.0:
-            acc += a[j]
-            last = j
-            if acc > target:
-                return j
-    return last
+            return j
+    return -1
 
 
 def fire(r, x, theta, a, tab):
@@ -102,7 +126,7 @@ def window_density(u):
 
 
 def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_stop, horizon, t_eval,
-                        out, a, block, seed_lo, seed_hi, max_steps, count_limit, rec, tab):
+                        out, a, cum, block, seed_lo, seed_hi, max_steps, count_limit, rec, tab):
     """Simulate one trajectory (or one segment of it).
 
     Parameters
@@ -121,8 +145,8 @@ def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_sto
         (smoothed observations need the path on ``[t, t + w]``); ``-inf`` for none.
     t_eval : float64 array [T]; out : integer array [T, S]
         Observation grid and the states observed on it.
-    a : float64 array [M]
-        Scratch for the propensities.
+    a, cum : float64 arrays [M]
+        Scratch for the propensities and their running sums.
     block : uint64 array [4, B]
         Scratch for the forward draws of ``B`` consecutive steps (:func:`philox_block`; ``B = 1``
         draws step by step).
@@ -160,9 +184,7 @@ def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_sto
     while True:
         if n_check > 0 and k % checkpoint_every == 0 and k // checkpoint_every < n_check:
             t_checkpoints[k // checkpoint_every] = t
-        a0 = 0.0
-        for j in range(a.shape[0]):
-            a0 += a[j]
+        a0 = cumulate(a, cum)
         if not (a0 < _INF):
             # a NaN or infinite propensity (fire rejects negative ones); one test per step
             return BAD_PROPENSITY, k, t, first_invalid(a), obs
@@ -174,7 +196,7 @@ def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_sto
                 philox_block(block, seed_lo, seed_hi, trajectory, k, STREAM_FORWARD, 1, 0)
             u_tau, u_sel = block_uniform_pair(block, k - k_block)
             t_next = t - math.log(u_tau) / a0
-            r = select_reaction(a, u_sel * a0)
+            r = select_reaction(a, cum, u_sel * a0)
         t_obs = min(t_next, t_stop)
         while obs < n_obs and t_eval[obs] < t_obs:
             for s in range(x.shape[0]):

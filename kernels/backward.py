@@ -41,6 +41,21 @@ STRAIGHT_THROUGH = 0
 SCORE = 1
 
 
+def inverse_power(b, p):
+    """``b^(-p)`` for ``b >= 1``: by repeated squaring when ``p`` is an integer up to 64 (the usual
+    temperatures ``T = 1/p``; a few roundings instead of an ``exp`` and a ``log``), else ``pow``."""
+    n = int(p)
+    if n != p or n > 64:
+        return b ** (-p)
+    r = 1.0
+    while n > 0:
+        if n & 1:
+            r *= b
+        b *= b
+        n >>= 1
+    return 1.0 / r
+
+
 def conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y):
     """``y = softmax((log a + g) / T)`` with Gumbels ``g`` drawn conditionally on ``argmax = r``.
 
@@ -72,7 +87,7 @@ def conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y):
                     yj = 1.0
                 elif a[j] > 0.0:
                     u = v0 if h == 0 else v1
-                    yj = (1.0 + (a0 / a[j]) * (math.log(u) / log_v)) ** (-inv_temp)
+                    yj = inverse_power(1.0 + (a0 / a[j]) * (math.log(u) / log_v), inv_temp)
                 else:
                     yj = 0.0
                 y[j] = yj

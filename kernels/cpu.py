@@ -21,15 +21,13 @@ DEVICE_FUNCTIONS = [
     philox.block_uniform_pair,
     propensity.expression_propensity, propensity.neural_activation,
     propensity.combinatorial_factor, propensity.propensity,
-    trajectory.event_trigger,
-    trajectory.cumulate, trajectory.select_reaction, trajectory.fire, trajectory.first_invalid,
-    trajectory.all_propensities,
-    trajectory.window_cdf, trajectory.window_density, trajectory.simulate_trajectory,
+    trajectory.event_trigger, trajectory.cumulate, trajectory.select_reaction, trajectory.fire,
+    trajectory.first_invalid, trajectory.all_propensities, trajectory.window_cdf,
+    trajectory.window_density, trajectory.simulate_trajectory,
     propensity.falling_ratio, propensity.falling_ratio_derivative, propensity.expression_adjoint,
-    propensity.propensity_adjoint, backward.conditional_softmax, backward.add_kernel_time_terms,
-    backward.add_kernel_state_terms, backward.step_adjoint, backward.load_draws,
-    backward.linear_obs_terms,
-    backward.replay_trajectory,
+    propensity.propensity_adjoint, backward.inverse_power, backward.conditional_softmax,
+    backward.add_kernel_time_terms, backward.add_kernel_state_terms, backward.step_adjoint,
+    backward.load_draws, backward.linear_obs_terms, backward.replay_trajectory,
 ]
 
 
@@ -37,18 +35,10 @@ DEVICE_FUNCTIONS = [
 #: 8 was fastest of 4-32 on AVX-512, the same numbers whatever the size)
 RNG_BLOCK = 8
 
-#: functions called once or more per event: inlined at the Numba IR level, because a call that
-#: passes the network tables costs a reference-count update per table array (atomic, on objects
-#: shared by all threads) — measured 3x slower per event than the inlined kernel
-PER_STEP = {
-    "philox4x32", "words_to_uniform", "uniform_pair", "philox_block", "block_uniform_pair",
-    "combinatorial_factor", "neural_activation", "propensity", "cumulate", "select_reaction", "fire",
-    "first_invalid", "all_propensities", "window_cdf", "window_density", "falling_ratio",
-    "falling_ratio_derivative",
-    "propensity_adjoint", "conditional_softmax", "add_kernel_time_terms", "add_kernel_state_terms",
-    "step_adjoint", "load_draws", "linear_obs_terms", "event_trigger", "expression_propensity",
-    "expression_adjoint", "simulate_trajectory", "replay_trajectory",
-}
+#: every device function is called once or more per event, and is inlined at the Numba IR level:
+#: a call that passes the network tables costs a reference-count update per table array (atomic,
+#: on objects shared by all threads) — measured 3x slower per event than the inlined kernel
+PER_STEP = {f.__name__ for f in DEVICE_FUNCTIONS}
 
 
 def simulate_batch(x, theta, first, t, k, obs, t_stop, horizon, t_eval, seed_lo, seed_hi,

@@ -30,7 +30,7 @@ Observations (``mode``): ``FILL`` ``Y_m = x_{k(m)}`` (blind to event times); ``L
 
 import math
 
-from .philox import STREAM_FORWARD, STREAM_GUMBEL, block_uniform_pair, philox_block
+from .philox import STREAM_FORWARD, STREAM_GUMBEL, uniform_block
 from .propensity import propensity, propensity_adjoint
 from .trajectory import all_propensities, cumulate, select_reaction, window_cdf, window_density
 
@@ -79,7 +79,8 @@ def conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y):
     log_v = math.log(v)
     total = 0.0
     for b in range((M + 1) // 2):
-        v0, v1 = block_uniform_pair(gumbel[b], col)
+        v0 = gumbel[b, 0, col]
+        v1 = gumbel[b, 1, col]
         for h in range(2):
             j = 2 * b + h
             if j < M:
@@ -161,12 +162,12 @@ def step_adjoint(gumbel, col, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator
 
 def load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, k):
     """Regenerate the draws of the ``B`` steps ending at ``k`` (``B = forward.shape[1]``, from step
-    ``max(k - B + 1, 0)``, which is returned): the forward pair into ``forward [4, B]`` and the
-    Gumbel stream ``b`` into ``gumbel[b] [4, B]`` (``gumbel`` is ``[0, 4, B]`` when unused)."""
+    ``max(k - B + 1, 0)``, which is returned): the forward pair into ``forward [2, B]`` and the
+    Gumbel stream ``b`` into ``gumbel[b] [2, B]`` (``gumbel`` is ``[0, 2, B]`` when unused)."""
     k_lo = max(k - forward.shape[1] + 1, 0)
-    philox_block(forward, seed_lo, seed_hi, trajectory, k_lo, STREAM_FORWARD, 1, 0)
+    uniform_block(forward, seed_lo, seed_hi, trajectory, k_lo, STREAM_FORWARD, 1, 0)
     for b in range(gumbel.shape[0]):
-        philox_block(gumbel[b], seed_lo, seed_hi, trajectory, k_lo, STREAM_GUMBEL + b, 1, 0)
+        uniform_block(gumbel[b], seed_lo, seed_hi, trajectory, k_lo, STREAM_GUMBEL + b, 1, 0)
     return k_lo
 
 
@@ -177,8 +178,8 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
 
     ``x`` (int64 ``[S]``) is the final state ``x_K`` on entry and ``x_0`` on return; ``t_final`` is
     ``t_K``; ``G [T, S]`` is ``dL/dY`` of this trajectory's observations (straight-through);
-    ``weight`` multiplies the score. ``forward [4, B]`` and ``gumbel [(M + 1) // 2 or 0, 4, B]``
-    (uint64) are scratch for the regenerated draws of ``B`` steps at a time. Returns the recovered
+    ``weight`` multiplies the score. ``forward [2, B]`` and ``gumbel [(M + 1) // 2 or 0, 2, B]``
+    (float64) are scratch for the regenerated draws of ``B`` steps at a time. Returns the recovered
     initial time ``t_0``.
     """
     M = a.shape[0]
@@ -202,7 +203,8 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
     if mode == LINEAR and a0 > 0.0:
         # the first event after the grid is part of the path that linear observations read
         k_lo = load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, K)
-        u_tau, u_sel = block_uniform_pair(forward, K - k_lo)
+        u_tau = forward[0, K - k_lo]
+        u_sel = forward[1, K - k_lo]
         E = -math.log(u_tau)
         tau = E / a0
         cumulate(a, y)  # y is free until step_adjoint fills it
@@ -245,7 +247,8 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
             a0 += a[j]
         if k < k_lo:
             k_lo = load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, k)
-        u_tau, u_sel = block_uniform_pair(forward, k - k_lo)
+        u_tau = forward[0, k - k_lo]
+        u_sel = forward[1, k - k_lo]
         E = -math.log(u_tau)
         tau = E / a0
         t_next = t

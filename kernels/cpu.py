@@ -17,8 +17,7 @@ from .trajectory import simulate_trajectory
 
 #: the shared device-level source, callees first
 DEVICE_FUNCTIONS = [
-    philox.philox4x32, philox.words_to_uniform, philox.uniform_pair, philox.philox_block,
-    philox.block_uniform_pair,
+    philox.philox4x32, philox.words_to_uniform, philox.uniform_pair, philox.uniform_block,
     propensity.expression_propensity, propensity.neural_activation,
     propensity.combinatorial_factor, propensity.propensity,
     trajectory.event_trigger, trajectory.cumulate, trajectory.select_reaction, trajectory.fire,
@@ -31,7 +30,7 @@ DEVICE_FUNCTIONS = [
 ]
 
 
-#: steps whose forward draws are generated together (:func:`~cupyssa.kernels.philox.philox_block`;
+#: steps whose forward draws are generated together (:func:`~cupyssa.kernels.philox.uniform_block`;
 #: 8 was fastest of 4-32 on AVX-512, the same numbers whatever the size)
 RNG_BLOCK = 8
 
@@ -57,7 +56,7 @@ def simulate_batch(x, theta, first, t, k, obs, t_stop, horizon, t_eval, seed_lo,
     for n in numba.prange(N):
         a = np.empty(M)
         cum = np.empty(M)
-        block = np.empty((4, RNG_BLOCK), dtype=np.uint64)
+        block = np.empty((2, RNG_BLOCK))
         # row n of theta, or the single broadcast row
         it = n * (theta.shape[0] > 1)
         rec = (tape[n], t_checkpoints[n], checkpoint_every, obs_step[n], obs_frac[n], obs_next[n],
@@ -87,9 +86,9 @@ def replay_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpo
         y = np.empty(M)
         s = np.empty(M)
         xbar = np.empty(S)
-        forward = np.empty((4, RNG_BLOCK), dtype=np.uint64)
+        forward = np.empty((2, RNG_BLOCK))
         n_gumbel = (M + 1) // 2 if estimator == STRAIGHT_THROUGH else 0
-        gumbel = np.empty((n_gumbel, 4, RNG_BLOCK), dtype=np.uint64)
+        gumbel = np.empty((n_gumbel, 2, RNG_BLOCK))
         g = grads[n]
         g[:] = 0.0
         x = x_final[n].copy()

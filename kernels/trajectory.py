@@ -20,7 +20,7 @@ import math
 
 from .codes import (BAD_PROPENSITY, MAX_STEPS, NEGATIVE_POPULATION, OK, POPULATION_OVERFLOW,
                     STOPPED, TRIGGERED)
-from .philox import STREAM_FORWARD, block_uniform_pair, philox_block
+from .philox import STREAM_FORWARD, uniform_block
 from .propensity import propensity
 
 _INF = math.inf
@@ -147,8 +147,8 @@ def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_sto
         Observation grid and the states observed on it.
     a, cum : float64 arrays [M]
         Scratch for the propensities and their running sums.
-    block : uint64 array [4, B]
-        Scratch for the forward draws of ``B`` consecutive steps (:func:`philox_block`; ``B = 1``
+    block : float64 array [2, B]
+        Scratch for the forward draws of ``B`` consecutive steps (:func:`uniform_block`; ``B = 1``
         draws step by step).
     max_steps, count_limit : int
         Step budget; largest population the output type holds.
@@ -193,8 +193,9 @@ def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_sto
         if a0 > 0.0:
             if k - k_block >= n_block:
                 k_block = k
-                philox_block(block, seed_lo, seed_hi, trajectory, k, STREAM_FORWARD, 1, 0)
-            u_tau, u_sel = block_uniform_pair(block, k - k_block)
+                uniform_block(block, seed_lo, seed_hi, trajectory, k, STREAM_FORWARD, 1, 0)
+            u_tau = block[0, k - k_block]
+            u_sel = block[1, k - k_block]
             t_next = t - math.log(u_tau) / a0
             r = select_reaction(a, cum, u_sel * a0)
         t_obs = min(t_next, t_stop)

@@ -72,29 +72,21 @@ def conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y):
     M = a.shape[0]
     below = 0.0
     for j in range(r):
-        if a[j] > 0.0:
-            below += a[j]
+        below += a[j]  # zero propensities add nothing: the forward's running sum up to r - 1
     v = (u_sel * a0 - below) / a[r]
     v = min(max(v, 1.1102230246251565e-16), 1.0 - 1.1102230246251565e-16)
-    log_v = math.log(v)
-    total = 0.0
-    for b in range((M + 1) // 2):
-        v0 = gumbel[b, 0, col]
-        v1 = gumbel[b, 1, col]
-        for h in range(2):
-            j = 2 * b + h
-            if j < M:
-                if j == r:
-                    yj = 1.0
-                elif a[j] > 0.0:
-                    u = v0 if h == 0 else v1
-                    yj = inverse_power(1.0 + (a0 / a[j]) * (math.log(u) / log_v), inv_temp)
-                else:
-                    yj = 0.0
-                y[j] = yj
-                total += yj
+    a0_log_v = a0 / math.log(v)
+    total = 1.0
     for j in range(M):
-        y[j] /= total
+        yj = 0.0
+        if j != r and a[j] > 0.0:
+            yj = inverse_power(1.0 + a0_log_v * math.log(gumbel[j >> 1, j & 1, col]) / a[j], inv_temp)
+            total += yj
+        y[j] = yj
+    y[r] = 1.0
+    inv_total = 1.0 / total
+    for j in range(M):
+        y[j] *= inv_total
 
 
 def add_kernel_time_terms(t_b, r, t_eval, G, width, tab, m_hi):

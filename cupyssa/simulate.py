@@ -131,8 +131,8 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
         Trajectories per kernel call (memory/progress granularity; results do not depend on it).
     specialize : bool
         ``cpu`` backend: compile a network-specific event update (:mod:`cupyssa.specialize`) —
-        about 2x more events/s on small networks, for one extra compilation (~10 s) per network
-        and process. Results are identical either way.
+        about 1.7-2x more events/s on small networks, for one compilation (5-15 s) the first time
+        a network is used (cached on disk afterwards). Results are identical either way.
 
     Returns
     -------

@@ -115,14 +115,16 @@ def build(provided=None, cache=True, replace=None):
     plain functions in ``replace`` (name -> Python function, e.g. a network-specific ``fire``)
     compiled in place of the defaults.
 
-    Returns a namespace with ``simulate_batch``, ``propensity``, ``simulate_trajectory``... A
-    family built with ``provided`` is not cached on disk (its callees differ from the defaults').
+    Returns a namespace with ``simulate_batch``, ``propensity``, ``simulate_trajectory``... With
+    ``cache``, the build is tagged with the qualified names of the ``replace`` functions (which
+    carry a hash of their generated source), so each network's family has its own cache entries;
+    functions in ``provided`` must then be cacheable themselves.
     """
     # error_model="numpy": IEEE division (0/0 -> NaN), which the propensity checks turn into a
     # clear error, instead of a ZeroDivisionError escaping from a parallel region
     options = dict(cache=cache, nogil=True, error_model="numpy")
-    tag = "cpu_" + "_".join(f"{k}{v}" for k, v in sorted(options.items()) if k != "cache") + \
-        "_" + _SOURCE_HASH
+    tag = "_".join(["cpu"] + [f"{k}{v}" for k, v in sorted(options.items()) if k != "cache"] +
+                   [_SOURCE_HASH] + sorted(f.__qualname__ for f in (replace or {}).values()))
     device = retarget(DEVICE_FUNCTIONS, numba.njit(**options), provided, tag,
                       numba.njit(inline="always", **options), PER_STEP, replace)
     batch = retarget([simulate_batch, replay_batch], numba.njit(parallel=True, **options),

@@ -243,3 +243,23 @@ def test_specialize_refuses_large_networks_with_a_clear_error():
     model = cs.models.schlogl_lattice((16,))  # 94 reactions
     with pytest.raises(cs.NetworkError, match="specialize=True supports up to 32 reactions"):
         cs.simulate(model, t_eval=[0.1], seed=0, specialize=True)
+
+
+def test_specialized_source_is_written_once_for_the_disk_cache(tmp_path, monkeypatch):
+    from cupyssa import specialize
+
+    monkeypatch.setenv("CUPYSSA_CACHE_DIR", str(tmp_path / "gen"))
+    monkeypatch.setattr(specialize, "_CACHE", {})
+    net = cs.models.birth_death().network
+    fire, on_disk = specialize.fire_function(net)
+    files = list((tmp_path / "gen").glob("fire_*.py"))
+    assert on_disk and len(files) == 1
+    assert specialize.fire_source(net) in files[0].read_text()
+    assert fire.__qualname__ == files[0].stem  # the tag that keeps each network's cache apart
+    # an unwritable location falls back to an in-memory module (compiled, not cached)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("CUPYSSA_CACHE_DIR", str(blocker / "sub"))
+    monkeypatch.setattr(specialize, "_CACHE", {})
+    fire2, on_disk2 = specialize.fire_function(net)
+    assert not on_disk2 and fire2.__code__.co_code == fire.__code__.co_code

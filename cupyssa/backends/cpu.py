@@ -11,10 +11,12 @@ def kernels_for(network, specialize=False):
     network's code-generated kernel functions."""
     provided = network.kernel_functions()
     replace = {}
+    cacheable = not provided  # generated expression laws are compiled in memory
     if specialize:
         from ..specialize import fire_function
 
-        replace["fire"] = fire_function(network)
+        replace["fire"], on_disk = fire_function(network)
+        cacheable = cacheable and on_disk
     if not provided and not replace:
         return cpu.default
     # generated functions are memoized by their source, so networks with the same generated code
@@ -22,7 +24,7 @@ def kernels_for(network, specialize=False):
     key = tuple(sorted((name, id(fn)) for name, fn in {**provided, **replace}.items()))
     if key not in _FAMILIES:
         # the entry keeps the generated functions alive, so their ids stay unique
-        _FAMILIES[key] = (provided, replace, cpu.build(provided, cache=False, replace=replace))
+        _FAMILIES[key] = (provided, replace, cpu.build(provided, cache=cacheable, replace=replace))
     return _FAMILIES[key][2]
 
 

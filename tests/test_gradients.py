@@ -335,3 +335,18 @@ def test_time_recovery_by_reverse_subtraction_matches_checkpoints():
         _, reversed_times = cs.value_and_grad(loss, model, checkpoint_every=10 ** 9,
                                               observation=observation, **kw)
         np.testing.assert_allclose(reversed_times.vector, exact_times.vector, rtol=1e-9)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5])
+def test_falling_factorial_derivative(order):
+    """d/dn C(n, order) of the kernels (closed forms up to order 3) against the derivative of the
+    polynomial n (n-1) ... (n-order+1) / order!, computed by numpy.polynomial."""
+    from math import factorial
+
+    from cupyssa.kernels.propensity import falling_ratio_derivative
+
+    poly = np.polynomial.Polynomial.fromroots(np.arange(order)) / factorial(order)
+    for n in (0.0, 1.0, 2.0, 7.0, 1234.0):
+        want = poly.deriv()(n)
+        assert falling_ratio_derivative(n, order) == pytest.approx(want, rel=1e-14, abs=1e-14)
+        assert kernels.falling_ratio_derivative(n, order) == pytest.approx(want, rel=1e-14, abs=1e-14)

@@ -263,3 +263,25 @@ def test_specialized_source_is_written_once_for_the_disk_cache(tmp_path, monkeyp
     monkeypatch.setattr(specialize, "_CACHE", {})
     fire2, on_disk2 = specialize.fire_function(net)
     assert not on_disk2 and fire2.__code__.co_code == fire.__code__.co_code
+
+
+@pytest.mark.parametrize("M", [1, 2, 5, 8, 9, 20])  # counted (M <= 8) and scanned selection
+def test_event_selection_is_the_inverse_cdf(M):
+    """The kernels' selection against its definition: the first j whose running sum exceeds the
+    target, the last positive propensity when rounding leaves the target at the total. Targets
+    include every slice boundary exactly, and zero propensities at the ends and in between."""
+    from cupyssa.kernels.cpu import default
+
+    rng = np.random.default_rng(M)
+    for trial in range(200):
+        a = rng.exponential(size=M) * (rng.random(M) < 0.7)
+        if not a.any():
+            a[rng.integers(M)] = 0.5
+        cum = np.empty(M)
+        total = default.cumulate(a, cum)
+        assert total == cum[-1] and (np.diff(cum) >= 0).all()
+        for target in np.concatenate([[0.0, total, total * (1 - 1e-16)], cum, rng.random(5) * total]):
+            r = default.select_reaction(a, cum, target)
+            above = np.flatnonzero(cum > target)
+            want = above[0] if above.size else np.flatnonzero(a > 0)[-1]
+            assert r == want and a[r] > 0

@@ -96,9 +96,8 @@ def replay_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpo
         t_start[n] = replay_trajectory(first + n, x, theta[it], t_final[n], K[n], tape[n],
                                        t_checkpoints[n], checkpoint_every, obs_step[n],
                                        obs_frac[n], t_eval, G[n], mode, width, horizon, estimator,
-                                       inv_temp, weights[n], seed_lo, seed_hi, a, y, s, xbar, forward,
-                                       gumbel, g,
-                                       tab)
+                                       inv_temp, weights[n], seed_lo, seed_hi, a, y, s, xbar,
+                                       forward, gumbel, g, tab)
         for i in range(S):
             x_start[n, i] = x[i]
 

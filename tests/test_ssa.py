@@ -273,7 +273,7 @@ def test_event_selection_is_the_inverse_cdf(M):
     from cupyssa.kernels.cpu import default
 
     rng = np.random.default_rng(M)
-    for trial in range(200):
+    for _ in range(200):
         a = rng.exponential(size=M) * (rng.random(M) < 0.7)
         if not a.any():
             a[rng.integers(M)] = 0.5

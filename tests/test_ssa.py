@@ -285,3 +285,15 @@ def test_event_selection_is_the_inverse_cdf(M):
             above = np.flatnonzero(cum > target)
             want = above[0] if above.size else np.flatnonzero(a > 0)[-1]
             assert r == want and a[r] > 0
+
+
+def test_state_arrays_reach_the_kernel_c_contiguous():
+    """One compiled signature serves every batch size: the per-trajectory state array is C-ordered
+    (a broadcast initial state copied with order "K" came out Fortran-ordered for N > 1, which
+    cost a second compilation and a strided state row in the kernel)."""
+    from cupyssa.kernels.cpu import default
+
+    model = cs.models.birth_death()
+    for n in (1, 7):
+        cs.simulate(model, t_eval=[0.0, 1.0], n_trajectories=n, seed=1)
+    assert all(sig[0].layout == "C" for sig in default.simulate_batch.signatures)

@@ -72,7 +72,7 @@ class Segment:
               checkpoint_every=1, record_observations=False, width=0.0):
         """Fresh trajectories ``first .. first+N-1`` at ``(x0, t0)``; ``x0`` is ``[1 or N, S]``."""
         N, T, S = states.shape
-        x = np.array(np.broadcast_to(x0, (N, S)), dtype=np.int64)
+        x = np.array(np.broadcast_to(x0, (N, S)), dtype=np.int64, order="C")  # "K" would give F
         n_check = tape_length // checkpoint_every + 1 if tape_length else 0
         n_obs = T if record_observations else 0
         return cls(first, x, np.ascontiguousarray(theta, dtype=float), np.full(N, float(t0)),

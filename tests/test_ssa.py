@@ -233,6 +233,16 @@ def test_specialized_kernel_gives_identical_trajectories_and_errors():
                     specialize=True)
     np.testing.assert_array_equal(a.states, b.states)
     np.testing.assert_array_equal(a.n_events, b.n_events)
+    # small networks get the branch-free update (lookup tables, every dependent propensity)
+    from cupyssa.specialize import _is_branchless
+
+    for model in (cs.models.dimerization(A0=80, k1=0.01), cs.models.birth_death()):
+        assert _is_branchless([list(d) for d in model.network.dependency_graph()])
+        a = cs.simulate(model, t_eval=np.linspace(0, 5, 6), n_trajectories=50, seed=3)
+        b = cs.simulate(model, t_eval=np.linspace(0, 5, 6), n_trajectories=50, seed=3,
+                        specialize=True)
+        np.testing.assert_array_equal(a.states, b.states)
+        np.testing.assert_array_equal(a.n_events, b.n_events)
     bad = cs.ReactionNetwork.from_string("A -> B ; mm(C, v, K)")
     with pytest.raises(SimulationError, match="reaction 'R0' .* negative"):
         cs.simulate(bad, {"A": 1, "B": 0, "C": 5}, [0.0, 100.0], {"v": 1.0, "K": 1.0},

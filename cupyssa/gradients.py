@@ -111,7 +111,8 @@ def value_and_grad(loss, network, x0=None, t_eval=None, params=None, n_trajector
                    observation: str = "kernel", width: float | None = None,
                    per_trajectory: bool = False, checkpoint_every: int = 64,
                    memory_budget: int = 1 << 30, max_steps: int | None = None,
-                   first_trajectory: int = 0, t0: float = 0.0, return_observations: bool = False):
+                   first_trajectory: int = 0, t0: float = 0.0, return_observations: bool = False,
+                   specialize: bool = False):
     """Loss of an ensemble of exact trajectories and its gradient with respect to the parameters.
 
     Parameters
@@ -152,6 +153,10 @@ def value_and_grad(loss, network, x0=None, t_eval=None, params=None, n_trajector
         As for :func:`cupyssa.simulate`.
     return_observations : bool
         Also return ``Y`` (third element).
+    specialize : bool
+        Record the forward pass with the network-specific event update of
+        ``simulate(..., specialize=True)`` (same trajectories, same gradient; faster recording for
+        small networks after a one-time compilation, cached on disk).
 
     Returns
     -------
@@ -208,7 +213,7 @@ def value_and_grad(loss, network, x0=None, t_eval=None, params=None, n_trajector
         horizon = -np.inf
     # end of the path the observations read: the score's censored interval ends there
     path_end = horizon if mode == backward.KERNEL else float(t_eval[-1])
-    kernels = kernels_for(network)
+    kernels = kernels_for(network, specialize)
     P, T, S = network.n_parameters, len(t_eval), network.n_species
     tape_dtype = _tape_dtype(network.n_reactions)
     theta2 = theta.reshape(1, -1)

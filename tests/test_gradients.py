@@ -350,3 +350,14 @@ def test_falling_factorial_derivative(order):
         want = poly.deriv()(n)
         assert falling_ratio_derivative(n, order) == pytest.approx(want, rel=1e-14, abs=1e-14)
         assert kernels.falling_ratio_derivative(n, order) == pytest.approx(want, rel=1e-14, abs=1e-14)
+
+
+def test_specialized_recording_gives_the_same_gradient():
+    """``specialize=True`` records the same trajectories, so value and gradient are identical."""
+    model = cs.models.dimerization(A0=60, k1=0.01)
+    loss = cs.losses.Mean(np.array([[0.0, 1.0], [1.0, 0.0]]))
+    t = np.array([0.5, 1.0])
+    out = [cs.value_and_grad(loss, model, t_eval=t, n_trajectories=40, seed=5, specialize=s)
+           for s in (False, True)]
+    assert out[0][0] == out[1][0]
+    assert all(out[0][1][k] == out[1][1][k] for k in ("k1", "k2"))

@@ -8,6 +8,7 @@ exact: the compiled kernel and the NumPy reference perform the same floating-poi
 
 import numpy as np
 import pytest
+from conftest import central_difference
 
 import cupyssa as cs
 from cupyssa import NetworkError, ParseError, ReactionNetwork, SimulationError
@@ -141,18 +142,10 @@ def _fd_check(law_text, species, params, x, theta):
     gx = dict(law.grad_x(x, theta))
     gt = dict(law.grad_theta(x, theta))
     for i in range(len(species)):
-        h = 1e-6 * max(1.0, abs(x[i]))
-        up, dn = x.copy(), x.copy()
-        up[i] += h
-        dn[i] -= h
-        fd = (law.evaluate(up, theta) - law.evaluate(dn, theta)) / (2 * h)
+        fd = central_difference(lambda v: law.evaluate(v, theta), x, i, 1e-6 * max(1.0, abs(x[i])))
         np.testing.assert_allclose(gx.get(i, 0.0), fd, rtol=1e-6, atol=1e-9, err_msg=f"d/d{species[i]}")
     for p in range(len(params)):
-        h = 1e-6 * max(1.0, abs(theta[p]))
-        up, dn = theta.copy(), theta.copy()
-        up[p] += h
-        dn[p] -= h
-        fd = (law.evaluate(x, up) - law.evaluate(x, dn)) / (2 * h)
+        fd = central_difference(lambda v: law.evaluate(x, v), theta, p, 1e-6 * max(1.0, abs(theta[p])))
         np.testing.assert_allclose(gt.get(p, 0.0), fd, rtol=1e-6, atol=1e-9, err_msg=f"d/d{params[p]}")
 
 

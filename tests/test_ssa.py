@@ -287,12 +287,16 @@ def test_event_selection_is_the_inverse_cdf(M):
         a = rng.exponential(size=M) * (rng.random(M) < 0.7)
         if not a.any():
             a[rng.integers(M)] = 0.5
-        cum = np.empty(M)
+        running = np.cumsum(a)  # sequential sums, the kernels' order
+        cum = np.full(M, np.nan)
         total = default.cumulate(a, cum)
-        assert total == cum[-1] and (np.diff(cum) >= 0).all()
-        for target in np.concatenate([[0.0, total, total * (1 - 1e-16)], cum, rng.random(5) * total]):
+        assert total == running[-1]
+        if M > 8:  # the scanned selection reads the running sums from cum
+            np.testing.assert_array_equal(cum, running)
+        for target in np.concatenate([[0.0, total, total * (1 - 1e-16)], running,
+                                      rng.random(5) * total]):
             r = default.select_reaction(a, cum, target)
-            above = np.flatnonzero(cum > target)
+            above = np.flatnonzero(running > target)
             want = above[0] if above.size else np.flatnonzero(a > 0)[-1]
             assert r == want and a[r] > 0
 

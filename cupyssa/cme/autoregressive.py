@@ -49,6 +49,8 @@ class AutoregressiveModel:
         self.M_max = int(caps.max())
         #: [S, M_max] True where the value m < M_i is allowed
         self.valid = np.arange(self.M_max)[None, :] < caps[:, None]
+        #: ``valid``, or None when every entry is (equal caps): no masking pass is needed then
+        self._mask = None if self.valid.all() else self.valid
         self.theta = np.zeros(0)
 
     # -- parameters ------------------------------------------------------------------------
@@ -93,10 +95,7 @@ class AutoregressiveModel:
         raise NotImplementedError
 
     def _log_softmax(self, logits, alpha=1.0):
-        z = np.where(self.valid, alpha * logits, -np.inf)
-        zmax = z.max(axis=-1, keepdims=True)
-        lse = zmax + np.log(np.exp(z - zmax).sum(axis=-1, keepdims=True))
-        return z - lse
+        return _masked_log_softmax(logits if alpha == 1.0 else alpha * logits, self._mask)
 
     def conditionals(self, n) -> np.ndarray:
         """``[N, S, M_max]`` conditional probabilities ``P(n_i = m | n_<i)`` (0 beyond caps)."""
@@ -110,8 +109,8 @@ class AutoregressiveModel:
         inside = self.in_box(n)
         nc = np.where(inside[:, None], n, 0)
         logits, _ = self._logits(nc)
-        ls = self._log_softmax(logits)
-        lp = np.take_along_axis(ls, nc[:, :, None], axis=2)[:, :, 0].sum(axis=1)
+        z, lse = _log_normalizer(logits, self._mask)
+        lp = (np.take_along_axis(z, nc[:, :, None], axis=2) - lse)[:, :, 0].sum(axis=1)
         return np.where(inside, lp, -np.inf)
 
     def log_prob_and_grad(self, n):
@@ -156,11 +155,12 @@ class AutoregressiveModel:
         for i in range(self.S):
             logits_i = step(n, i)  # [N, M_max]
             valid = self.valid[i]
-            lp_i = _masked_log_softmax(logits_i, valid)
+            mask = None if self._mask is None else valid
+            lp_i = _masked_log_softmax(logits_i, mask)
             if alpha == 1.0 and eps == 0.0:
                 q = np.exp(lp_i)
             else:
-                tempered = np.exp(_masked_log_softmax(alpha * logits_i, valid))
+                tempered = np.exp(_masked_log_softmax(alpha * logits_i, mask))
                 q = (1.0 - eps) * tempered + eps * valid / self.caps[i]
             window = valid & (m >= lo[i]) & (m <= hi[i])
             q = np.where(window, q, 0.0)
@@ -194,10 +194,27 @@ class AutoregressiveModel:
         return np.stack([g.reshape(-1) for g in grids], axis=1)
 
 
-def _masked_log_softmax(z, valid):
-    z = np.where(valid, z, -np.inf)
+def _per_species_matmul(x, M):
+    """``out[n, s] = x[n, s] @ M[s]`` for ``x [N, S, A]`` and ``M [S, A, B]`` -> ``[N, S, B]``
+    (C-ordered: the reductions over ``B`` that follow run 1.5x faster on it): one BLAS product per
+    species (``einsum("nsa,sab->nsb")`` loops in C without BLAS: 11x slower for N = 5000, A = 8,
+    B = 85)."""
+    return np.ascontiguousarray(np.matmul(x.transpose(1, 0, 2), M).transpose(1, 0, 2))
+
+
+def _log_normalizer(z, valid):
+    """``(z', lse)``: ``z`` with the entries outside ``valid`` set to ``-inf`` (``valid=None``:
+    ``z`` itself) and ``lse = log sum exp z'`` over the last axis (kept as a length-1 axis)."""
+    if valid is not None:
+        z = np.where(valid, z, -np.inf)
     zmax = z.max(axis=-1, keepdims=True)
-    return z - (zmax + np.log(np.exp(z - zmax).sum(axis=-1, keepdims=True)))
+    return z, zmax + np.log(np.exp(z - zmax).sum(axis=-1, keepdims=True))
+
+
+def _masked_log_softmax(z, valid):
+    """``log softmax`` over the last axis restricted to ``valid`` (-inf outside; None: all)."""
+    z, lse = _log_normalizer(z, valid)
+    return z - lse
 
 
 class NADE(AutoregressiveModel):
@@ -259,14 +276,14 @@ class NADE(AutoregressiveModel):
         contrib = u[:, :, None] * W.T[None, :, :]  # [N, S, H]
         A = np.cumsum(contrib, axis=1) - contrib + c
         h = _sigmoid(A)
-        logits = np.einsum("nsh,smh->nsm", h, V) + b
+        logits = _per_species_matmul(h, V.transpose(0, 2, 1)) + b
         return logits, (u, h, V, W)
 
     def _backward(self, cache, g):
         u, h, V, W = cache
         N = g.shape[0]
         dV = g[:, :, :, None] * h[:, :, None, :]  # [N, S, M, H]
-        dh = np.einsum("nsm,smh->nsh", g, V)
+        dh = _per_species_matmul(g, V)
         dA = dh * h * (1.0 - h)  # [N, S, H]
         dc = dA.sum(axis=1)
         # dW[:, j] = (sum_{i>j} dA_i) u_j

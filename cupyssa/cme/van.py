@@ -162,7 +162,7 @@ def local_energy(model: AutoregressiveModel, network, theta, n, log_p_n=None, or
     flat = m_safe.reshape(-1, S)
     a_m = network.propensities(flat, theta).reshape(N, K, K)
     a_in = np.einsum("nkk->nk", a_m)
-    lp_m = model.log_prob(flat).reshape(N, K)
+    lp_m = _log_prob_of_distinct(model, flat).reshape(N, K)
     ratio = np.exp(np.minimum(lp_m - log_p_n[:, None], 700.0))
     inflow = np.sum(np.where(in_ok, a_in * ratio, 0.0), axis=1)
     outflow = np.sum(np.where(out_ok, a_n, 0.0), axis=1)
@@ -172,6 +172,22 @@ def local_energy(model: AutoregressiveModel, network, theta, n, log_p_n=None, or
     E_m = local_energy(model, network, theta, flat, lp_m.reshape(-1)).reshape(N, K)
     E2 = np.sum(np.where(in_ok, a_in * ratio * E_m, 0.0), axis=1) - outflow * E
     return E, E2
+
+
+#: boxes up to this many states key their rows by an int64 mixed-radix index
+_MAX_KEYED_STATES = 2.0 ** 62
+
+
+def _log_prob_of_distinct(model: AutoregressiveModel, states):
+    """``model.log_prob(states)``, evaluated once per distinct row: the predecessors of nearby
+    samples coincide (2-site Schlögl, 500 samples: 1,942 distinct of 5,000). Rows are told
+    apart by their mixed-radix index in the box (states outside it are not passed here)."""
+    caps = model.caps
+    if np.prod(caps.astype(float)) >= _MAX_KEYED_STATES:
+        return model.log_prob(states)
+    radix = np.cumprod(np.r_[1, caps[:-1]]).astype(np.int64)
+    _, first, inverse = np.unique(states @ radix, return_index=True, return_inverse=True)
+    return model.log_prob(states[first])[inverse]
 
 
 def natural_direction(G, f, w, damping):

@@ -52,6 +52,38 @@ def test_per_sample_gradient_matches_finite_differences(model):
 
 
 @pytest.mark.parametrize("model", _models(), ids=["nade", "made"])
+def test_jacobian_products_equal_the_assembled_gradients(model):
+    """What the Fisher solves use, ``G G^T`` and ``G^T v`` (NADE: from its factors, without
+    forming ``G``; MADE: the dense matrix), equals the products of the assembled per-sample
+    gradients (ragged caps: padding must add nothing), and so does the damped natural direction
+    for N < P (Gram path) and N >= P."""
+    from cupyssa.cme.van import natural_direction
+
+    rng = np.random.default_rng(5)
+    model.theta = model.theta + rng.normal(0, 0.3, model.n_params)
+    for n_samples in (7, 3 * model.n_params):
+        n = model.sample(n_samples, rng, alpha=0.5, eps=0.3)[0]
+        lp, G = model.log_prob_and_grad(n)
+        lp_j, J = model.log_prob_and_jacobian(n)
+        np.testing.assert_array_equal(lp_j, lp)
+        assert J.shape == G.shape
+        np.testing.assert_array_equal(J.dense(), G)
+        v = rng.normal(size=n_samples)
+        # summation orders differ: agreement to a few ulps of the largest entry
+        K = G @ G.T
+        np.testing.assert_allclose(J.gram(), K, rtol=0, atol=1e-13 * np.abs(K).max())
+        np.testing.assert_allclose(J.rmatvec(v), G.T @ v, rtol=0, atol=1e-13 * np.abs(G).sum())
+        w = rng.random(n_samples)
+        w /= w.sum()
+        f = rng.normal(size=n_samples)
+        d_dense, g_dense = natural_direction(G, f, w, 1e-3)
+        d_jac, g_jac = natural_direction(J, f, w, 1e-3)
+        # the damped solve is well conditioned (condition number <= 1 + 1/damping = 1001)
+        np.testing.assert_allclose(d_jac, d_dense, rtol=0, atol=1e-9 * np.abs(d_dense).max())
+        np.testing.assert_allclose(g_jac, g_dense, rtol=0, atol=1e-12 * np.abs(g_dense).max())
+
+
+@pytest.mark.parametrize("model", _models(), ids=["nade", "made"])
 def test_ancestral_sampling_is_exact(model):
     rng = np.random.default_rng(0)
     N = 100_000

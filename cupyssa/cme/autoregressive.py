@@ -6,7 +6,10 @@ A model over ``n = (n_0, ..., n_{S-1})`` with per-species caps ``M_i`` (``0 <= n
 
 Every model exposes the flat parameter vector ``theta`` ([P]), exact ancestral sampling, exact
 ``log P`` and hand-written **per-sample** gradients ``G[s] = d log P(n_s) / d theta`` ([N, P]),
-which the natural-gradient and TDVP solvers need (they work with the N x P matrix ``G``).
+which the natural-gradient and TDVP solvers need. Those solvers use ``G`` only through the sample
+Gram matrix ``G G^T`` ([N, N]) and products ``G^T v`` ([P]): :meth:`log_prob_and_jacobian`
+returns a :class:`Jacobian` offering exactly these, which NADE computes from its factors without
+forming ``G`` (:class:`NADEJacobian`).
 
 Inputs to the networks are the scaled counts ``u_j = n_j / M_j`` (so every input lies in
 ``[0, 1)``, whatever the caps).
@@ -21,7 +24,8 @@ import numpy as np
 
 from ..errors import CupyssaError
 
-__all__ = ["AutoregressiveModel", "NADE", "MADE", "ModelSpecError"]
+__all__ = ["AutoregressiveModel", "NADE", "MADE", "ModelSpecError", "Jacobian", "DenseJacobian",
+           "NADEJacobian"]
 
 
 class ModelSpecError(CupyssaError, ValueError):
@@ -119,15 +123,30 @@ class AutoregressiveModel:
         With ``g_i = onehot(n_i) - softmax(logits_i)`` the gradient w.r.t. the logits of sample
         ``s`` is ``g`` itself; :meth:`_backward` chains it into the parameters per sample.
         """
+        lp, cache, g = self._logits_adjoint(n, "log_prob_and_grad")
+        return lp, self._backward(cache, g)
+
+    def log_prob_and_jacobian(self, n):
+        """``(log P [N], J)``: the per-sample gradients of :meth:`log_prob_and_grad` as a
+        :class:`Jacobian` (``J.gram() = G G^T``, ``J.rmatvec(v) = G^T v``), for the solvers that
+        need no more than that."""
+        lp, cache, g = self._logits_adjoint(n, "log_prob_and_jacobian")
+        return lp, self._jacobian(cache, g)
+
+    def _logits_adjoint(self, n, caller):
+        """``(log P [N], cache of _logits, g [N, S, M_max])`` with ``g = d log P / d logits``."""
         n = self.check_states(n)
         if not np.all(self.in_box(n)):
-            raise ModelSpecError("log_prob_and_grad needs states inside the caps")
+            raise ModelSpecError(f"{caller} needs states inside the caps")
         logits, cache = self._logits(n)
         ls = self._log_softmax(logits)
         lp = np.take_along_axis(ls, n[:, :, None], axis=2)[:, :, 0].sum(axis=1)
         g = -np.exp(ls)
         np.put_along_axis(g, n[:, :, None], np.take_along_axis(g, n[:, :, None], axis=2) + 1.0, axis=2)
-        return lp, self._backward(cache, g)
+        return lp, cache, g
+
+    def _jacobian(self, cache, g) -> "Jacobian":
+        return DenseJacobian(self._backward(cache, g))
 
     def sample(self, n_samples: int, rng: np.random.Generator, alpha: float = 1.0,
                eps: float = 0.0, lo=None, hi=None):
@@ -217,6 +236,88 @@ def _masked_log_softmax(z, valid):
     return z - lse
 
 
+class Jacobian:
+    """Per-sample gradients ``G [N, P]`` seen through what the Fisher solves use."""
+
+    shape: tuple  # (N, P)
+
+    def gram(self) -> np.ndarray:
+        """``G G^T`` [N, N]."""
+        raise NotImplementedError
+
+    def rmatvec(self, v) -> np.ndarray:
+        """``G^T v`` [P] for ``v`` [N]."""
+        raise NotImplementedError
+
+    def dense(self) -> np.ndarray:
+        """``G`` [N, P] itself."""
+        raise NotImplementedError
+
+
+class DenseJacobian(Jacobian):
+    """A Jacobian held as the matrix ``G``."""
+
+    def __init__(self, G):
+        self.G = G
+        self.shape = G.shape
+
+    def gram(self):
+        return self.G @ self.G.T
+
+    def rmatvec(self, v):
+        return self.G.T @ v
+
+    def dense(self):
+        return self.G
+
+
+class NADEJacobian(Jacobian):
+    """NADE's per-sample gradients from their factors (see :meth:`NADE._backward`).
+
+    With ``g_i`` the logit adjoints and ``h_i`` the hidden units of conditional ``i``, the ``V``
+    and ``b`` blocks of ``G_s`` are ``g_i h_i^T`` and ``g_i``, so their Gram matrix is
+    ``sum_i (g_i g_i^T) * (h_i h_i^T + 1)`` (elementwise product): ``N^2 sum_i (M_i + H)``
+    operations instead of ``N^2 sum_i M_i H`` for the product of assembled rows (2-site Schlögl,
+    M = 85, H = 8: 7x fewer), plus the small ``W`` and ``c`` blocks.
+    """
+
+    def __init__(self, model, u, h, g, dA, R):
+        self.model, self.u, self.h, self.g, self.dA, self.R = model, u, h, g, dA, R
+        self.shape = (g.shape[0], model.n_params)
+
+    def _small_blocks(self):
+        """``[N, H S + H]``: the ``W`` and ``c`` blocks of ``G``, laid out as in ``theta``."""
+        N = self.u.shape[0]
+        dW = (self.R * self.u[:, :, None]).transpose(0, 2, 1).reshape(N, -1)
+        return np.concatenate([dW, self.dA.sum(axis=1)], axis=1)
+
+    def gram(self):
+        small = self._small_blocks()
+        K = small @ small.T
+        for i, cap in enumerate(self.model.caps):
+            g = self.g[:, i, :cap]  # the real entries only
+            h = self.h[:, i]
+            block = h @ h.T
+            block += 1.0
+            block *= g @ g.T
+            K += block
+        return K
+
+    def rmatvec(self, v):
+        m = self.model
+        o = m._offsets
+        out = np.empty(m.n_params)
+        out[o[0]:o[2]] = self._small_blocks().T @ v
+        gv = self.g * v[:, None, None]  # [N, S, M]
+        dV = np.matmul(gv.transpose(1, 2, 0), self.h.transpose(1, 0, 2))  # [S, M, H]
+        out[o[2]:o[3]] = dV[m._vmask]
+        out[o[3]:o[4]] = gv.sum(axis=0)[m.valid]
+        return out
+
+    def dense(self):
+        return self.model._backward((self.u, self.h, None, None), self.g, self.dA, self.R)
+
+
 class NADE(AutoregressiveModel):
     """Neural autoregressive distribution estimator.
 
@@ -279,15 +380,25 @@ class NADE(AutoregressiveModel):
         logits = _per_species_matmul(h, V.transpose(0, 2, 1)) + b
         return logits, (u, h, V, W)
 
-    def _backward(self, cache, g):
+    def _hidden_adjoints(self, cache, g):
+        """``(dA [N, S, H], R [N, S, H])``: adjoints of the pre-activations ``a_i`` and their
+        suffix sums ``R_j = sum_{i>j} dA_i`` (what ``W[:, j]`` sees through ``u_j``)."""
         u, h, V, W = cache
+        dA = _per_species_matmul(g, V) * h * (1.0 - h)
+        return dA, np.cumsum(dA[:, ::-1], axis=1)[:, ::-1] - dA
+
+    def _jacobian(self, cache, g):
+        u, h, V, W = cache
+        return NADEJacobian(self, u, h, g, *self._hidden_adjoints(cache, g))
+
+    def _backward(self, cache, g, dA=None, R=None):
+        u, h, V, W = cache
+        if dA is None:
+            dA, R = self._hidden_adjoints(cache, g)
         N = g.shape[0]
         dV = g[:, :, :, None] * h[:, :, None, :]  # [N, S, M, H]
-        dh = _per_species_matmul(g, V)
-        dA = dh * h * (1.0 - h)  # [N, S, H]
         dc = dA.sum(axis=1)
         # dW[:, j] = (sum_{i>j} dA_i) u_j
-        R = np.cumsum(dA[:, ::-1], axis=1)[:, ::-1] - dA
         dW = (R * u[:, :, None]).transpose(0, 2, 1)  # [N, H, S]
         out = np.empty((N, self.n_params))
         o = self._offsets

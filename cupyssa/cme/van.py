@@ -54,7 +54,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
 from ..errors import CupyssaError
-from .autoregressive import NADE, MADE, AutoregressiveModel
+from .autoregressive import NADE, MADE, AutoregressiveModel, DenseJacobian
 from .sampling import effective_sample_size, psis
 
 __all__ = ["CMEProblem", "VANOptions", "VANError", "evolve", "local_energy", "natural_direction"]
@@ -195,26 +195,43 @@ def natural_direction(G, f, w, damping):
 
     Parameters
     ----------
-    G : [N, P] per-sample gradients; f : [N] values; w : [N] normalized weights
+    G : [N, P] per-sample gradients, or a :class:`~cupyssa.cme.autoregressive.Jacobian`
+    f : [N] values; w : [N] normalized weights
     damping : relative damping; ``lambda = damping * trace(O^T O) / min(N, P)``
 
     Returns
     -------
     delta : [P]; grad : [P] the plain gradient ``O^T eps``
+
+    Notes
+    -----
+    ``O = D (G - 1 mu^T)`` with ``D = diag(sqrt(w))`` and ``mu = G^T w``, so for ``N < P`` only
+    the Gram matrix ``K = G G^T`` and products ``G^T v`` are needed:
+    ``O O^T = D (K - k 1^T - 1 k^T + (w^T k) 1 1^T) D`` with ``k = K w``, and
+    ``O^T a = G^T (b - w sum(b))`` with ``b = D a``.
     """
+    J = DenseJacobian(G) if isinstance(G, np.ndarray) else G
+    N, P = J.shape
     sw = np.sqrt(w)
-    Om = sw[:, None] * (G - w @ G)
     e = sw * (f - w @ f)
-    N, P = Om.shape
-    grad = Om.T @ e
-    tr = float(np.einsum("ij,ij->", Om, Om))
-    lam = damping * tr / min(N, P) + 1e-12 * (tr / min(N, P) + 1.0)
+
+    def o_transpose(a):
+        b = sw * a
+        return J.rmatvec(b - w * b.sum())
+
+    grad = o_transpose(e)
     if N < P:
-        T = Om @ Om.T
-        T[np.diag_indices(N)] += lam
-        return Om.T @ cho_solve(cho_factor(T, lower=True), e), grad
+        K = J.gram()
+        k = K @ w
+        T = sw[:, None] * (K - k[:, None] - k[None, :] + w @ k) * sw[None, :]
+        tr = float(np.trace(T))
+        T[np.diag_indices(N)] += damping * tr / N + 1e-12 * (tr / N + 1.0)
+        return o_transpose(cho_solve(cho_factor(T, lower=True), e)), grad
+    Gd = J.dense()
+    Om = sw[:, None] * (Gd - w @ Gd)
     A = Om.T @ Om
-    A[np.diag_indices(P)] += lam
+    tr = float(np.trace(A))
+    A[np.diag_indices(P)] += damping * tr / P + 1e-12 * (tr / P + 1.0)
     return cho_solve(cho_factor(A, lower=True), grad), grad
 
 
@@ -267,8 +284,8 @@ def fit_initial(model, log_p0, opts, rng, n_iter=200, enumerated=None):
     gradient on ``KL(P_theta || p0)`` (``f = log P_theta - log p0``)."""
     for _ in range(n_iter):
         n, w, _ = _draw(model, opts, rng, enumerated)
-        lp, G = model.log_prob_and_grad(n)
-        delta, _ = natural_direction(G, lp - np.asarray(log_p0(n), dtype=float), w, opts.damping)
+        lp, J = model.log_prob_and_jacobian(n)
+        delta, _ = natural_direction(J, lp - np.asarray(log_p0(n), dtype=float), w, opts.damping)
         model.theta -= 0.5 * delta
     return model
 
@@ -299,11 +316,11 @@ def _step(model, prob, opts, t, h_max, rng, enumerated, adam, stats):
             one = 1.0 + h * EE[0] + 0.5 * h * h * EE[1]
         stats["n_clamped"] += int(np.sum(one < opts.floor))
         log_target = lp_frozen + np.log(np.maximum(one, opts.floor))
-        lp, G = model.log_prob_and_grad(n)
+        lp, J = model.log_prob_and_jacobian(n)
         f = lp - log_target
         if opts.method == "adam":
-            sw = np.sqrt(w)
-            grad = (sw[:, None] * (G - w @ G)).T @ (sw * (f - w @ f))
+            # REINFORCE gradient O^T eps = G^T (w (f - w.f)) (the baseline is the weighted mean)
+            grad = J.rmatvec(w * (f - w @ f))
             b1, b2 = opts.adam_betas
             adam["k"] += 1
             adam["m"] = b1 * adam["m"] + (1 - b1) * grad
@@ -312,7 +329,7 @@ def _step(model, prob, opts, t, h_max, rng, enumerated, adam, stats):
             vhat = adam["v"] / (1 - b2 ** adam["k"])
             model.theta -= opts.lr * mhat / (np.sqrt(vhat) + opts.adam_eps)
         else:
-            delta, _ = natural_direction(G, f, w, opts.damping)
+            delta, _ = natural_direction(J, f, w, opts.damping)
             model.theta -= (1.0 if opts.method == "tdvp" else opts.lr) * delta
         if "ess" in info:
             stats["min_ess"] = min(stats.get("min_ess", np.inf), info["ess"])

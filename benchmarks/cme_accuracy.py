@@ -132,7 +132,7 @@ def toggle(args):
     print(f"absorbing FSP lost mass at {times}: {ab.lost[1:]}")
     _vs_exact("toggle switch", m, times, ("Px", "Py"), 0.02, args, method=args.method,
               hidden=args.hidden or 32, n_samples=args.samples or 1000, dt=args.dt or 0.02,
-              eps=args.eps, init_width=args.init_width, seed=0)
+              eps=args.eps, alpha=args.alpha, init_width=args.init_width, seed=args.seed)
 
 
 def schlogl2(args):
@@ -140,7 +140,7 @@ def schlogl2(args):
     times = [0.1, 0.5, 1.0] if args.full else [0.1]
     _vs_exact("2-site Schlögl", m, times, ("X0", "X1"), 0.015, args, method=args.method,
               hidden=args.hidden or 32, n_samples=args.samples or 800, dt=args.dt or 1e-3,
-              eps=args.eps, init_width=args.init_width, seed=0)
+              eps=args.eps, alpha=args.alpha, init_width=args.init_width, seed=args.seed)
 
 
 def _vs_ssa(name, m, T, species, args, **kw):
@@ -191,6 +191,10 @@ def main(argv=None):
     ap.add_argument("--dt", type=float, default=None)
     ap.add_argument("--hidden", type=int, default=None)
     ap.add_argument("--eps", type=float, default=0.02, help="uniform share of the proposal")
+    ap.add_argument("--alpha", type=float, default=0.5,
+                    help="tempering exponent of the proposal (toggle, schlogl2); 0.2 carries the "
+                         "2-site Schlögl flux into the low state, see RESULTS.md")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the solves (toggle, schlogl2)")
     ap.add_argument("--init-width", type=float, default=0.2)
     ap.add_argument("--rare-samples", type=int, default=1000)
     ap.add_argument("--rare-eps", type=float, default=0.5)

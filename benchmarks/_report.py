@@ -1,9 +1,19 @@
-"""Shared helpers of the benchmark scripts: the machine they ran on, and their section of
-RESULTS.md."""
+"""Shared helpers of the benchmark scripts: the machine they ran on, their section of
+RESULTS.md, and the Hellinger distance the CME benchmarks report."""
 
 import os
 import platform
 import subprocess
+
+import numpy as np
+
+
+def hellinger(p, q) -> float:
+    """Hellinger distance of two probability vectors (the shorter one padded with zeros;
+    negative round-off entries count as 0)."""
+    n = max(len(p), len(q))
+    p, q = np.pad(p, (0, n - len(p))), np.pad(q, (0, n - len(q)))
+    return float(np.sqrt(0.5 * np.sum((np.sqrt(np.maximum(p, 0)) - np.sqrt(np.maximum(q, 0))) ** 2)))
 
 
 def cpu_model() -> str:

@@ -18,6 +18,8 @@ one BLAS thread is recommended.)
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
@@ -26,11 +28,8 @@ import cupyssa.models as models
 from cupyssa.cme import solve
 from cupyssa.cme.box import box_cme
 
-
-def hellinger(p, q):
-    n = max(len(p), len(q))
-    p, q = np.pad(p, (0, n - len(p))), np.pad(q, (0, n - len(q)))
-    return float(np.sqrt(0.5 * np.sum((np.sqrt(np.maximum(p, 0)) - np.sqrt(np.maximum(q, 0))) ** 2)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import hellinger  # noqa: E402
 
 
 def problems(full: bool):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 
 import numpy as np
@@ -22,11 +24,10 @@ import cupyssa.models as models
 from cupyssa.cme import solve
 from cupyssa.cme.box import box_cme
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import hellinger  # noqa: E402
+
 DEFAULTS = dict(method="tdvp", hidden=8, n_samples=500, dt=1e-3, eps=0.2, init_width=0.2, seed=0)
-
-
-def hellinger(p, q):
-    return float(np.sqrt(0.5 * np.sum((np.sqrt(np.maximum(p, 0)) - np.sqrt(np.maximum(q, 0))) ** 2)))
 
 
 def main(argv=None):

@@ -281,19 +281,17 @@ class NADEJacobian(Jacobian):
     M = 85, H = 8: 7x fewer), plus the small ``W`` and ``c`` blocks.
     """
 
-    def __init__(self, model, u, h, g, dA, R):
-        self.model, self.u, self.h, self.g, self.dA, self.R = model, u, h, g, dA, R
-        self.shape = (g.shape[0], model.n_params)
-
-    def _small_blocks(self):
-        """``[N, H S + H]``: the ``W`` and ``c`` blocks of ``G``, laid out as in ``theta``."""
-        N = self.u.shape[0]
-        dW = (self.R * self.u[:, :, None]).transpose(0, 2, 1).reshape(N, -1)
-        return np.concatenate([dW, self.dA.sum(axis=1)], axis=1)
+    def __init__(self, model, cache, g, dA, R):
+        u, h, V, W = cache
+        N = g.shape[0]
+        self.model, self.cache, self.g, self.h, self.dA, self.R = model, cache, g, h, dA, R
+        self.shape = (N, model.n_params)
+        #: [N, H S + H] the ``W`` and ``c`` blocks of ``G``, laid out as in ``theta``
+        self.small = np.concatenate([(R * u[:, :, None]).transpose(0, 2, 1).reshape(N, -1),
+                                     dA.sum(axis=1)], axis=1)
 
     def gram(self):
-        small = self._small_blocks()
-        K = small @ small.T
+        K = self.small @ self.small.T
         for i, cap in enumerate(self.model.caps):
             g = self.g[:, i, :cap]  # the real entries only
             h = self.h[:, i]
@@ -307,7 +305,7 @@ class NADEJacobian(Jacobian):
         m = self.model
         o = m._offsets
         out = np.empty(m.n_params)
-        out[o[0]:o[2]] = self._small_blocks().T @ v
+        out[o[0]:o[2]] = self.small.T @ v
         gv = self.g * v[:, None, None]  # [N, S, M]
         dV = np.matmul(gv.transpose(1, 2, 0), self.h.transpose(1, 0, 2))  # [S, M, H]
         out[o[2]:o[3]] = dV[m._vmask]
@@ -315,7 +313,7 @@ class NADEJacobian(Jacobian):
         return out
 
     def dense(self):
-        return self.model._backward((self.u, self.h, None, None), self.g, self.dA, self.R)
+        return self.model._backward(self.cache, self.g, self.dA, self.R)
 
 
 class NADE(AutoregressiveModel):
@@ -388,8 +386,7 @@ class NADE(AutoregressiveModel):
         return dA, np.cumsum(dA[:, ::-1], axis=1)[:, ::-1] - dA
 
     def _jacobian(self, cache, g):
-        u, h, V, W = cache
-        return NADEJacobian(self, u, h, g, *self._hidden_adjoints(cache, g))
+        return NADEJacobian(self, cache, g, *self._hidden_adjoints(cache, g))
 
     def _backward(self, cache, g, dA=None, R=None):
         u, h, V, W = cache

@@ -219,20 +219,21 @@ def natural_direction(G, f, w, damping):
         b = sw * a
         return J.rmatvec(b - w * b.sum())
 
+    def damped_factor(A):
+        """Cholesky factor of ``A + lambda I`` (``A`` is ``O O^T`` or ``O^T O``: same trace)."""
+        tr, rank = float(np.trace(A)), min(N, P)
+        A[np.diag_indices(A.shape[0])] += damping * tr / rank + 1e-12 * (tr / rank + 1.0)
+        return cho_factor(A, lower=True)
+
     grad = o_transpose(e)
     if N < P:
         K = J.gram()
         k = K @ w
         T = sw[:, None] * (K - k[:, None] - k[None, :] + w @ k) * sw[None, :]
-        tr = float(np.trace(T))
-        T[np.diag_indices(N)] += damping * tr / N + 1e-12 * (tr / N + 1.0)
-        return o_transpose(cho_solve(cho_factor(T, lower=True), e)), grad
+        return o_transpose(cho_solve(damped_factor(T), e)), grad
     Gd = J.dense()
     Om = sw[:, None] * (Gd - w @ Gd)
-    A = Om.T @ Om
-    tr = float(np.trace(A))
-    A[np.diag_indices(P)] += damping * tr / P + 1e-12 * (tr / P + 1.0)
-    return cho_solve(cho_factor(A, lower=True), grad), grad
+    return cho_solve(damped_factor(Om.T @ Om), grad), grad
 
 
 # -- sampling ---------------------------------------------------------------------------------

@@ -174,7 +174,6 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
     (float64) are scratch for the regenerated draws of ``B`` steps at a time. Returns the recovered
     initial time ``t_0``.
     """
-    M = a.shape[0]
     if K > tape.shape[0]:
         return math.nan  # the path outgrew its tape: nothing to replay (the caller re-records it)
     st = estimator == STRAIGHT_THROUGH
@@ -186,9 +185,7 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
     n_check = t_checkpoints.shape[0]
     m = t_eval.shape[0] - 1  # next observation to attach (fill / linear), walking down
     m_hi = t_eval.shape[0]  # kernel windows that start before the current interval's end
-    a0 = 0.0
-    for j in range(M):
-        a0 += a[j]
+    a0 = cumulate(a, y)  # the forward's doubles; y is scratch until step_adjoint fills it
     k_lo = K + 1  # first step whose draws the blocks hold (none yet)
 
     # ---- the last interval, [t_K, t_{K+1}) --------------------------------------------------
@@ -199,7 +196,6 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
         u_sel = forward[1, K - k_lo]
         E = -math.log(u_tau)
         tau = E / a0
-        cumulate(a, y)  # y is free until step_adjoint fills it
         r = select_reaction(a, y, u_sel * a0)
         m_top = m
         if st:
@@ -214,7 +210,7 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
     else:
         if not st and a0 > 0.0:
             # survival of the censored interval: d/dtheta [-a0(x_K) (H - t_K)]
-            for j in range(M):
+            for j in range(a.shape[0]):
                 propensity_adjoint(j, x, theta, -weight * (horizon - t), xbar, gbar, False, tab)
         if st and mode == KERNEL:
             while m_hi > 0 and t_eval[m_hi - 1] - width >= math.inf:
@@ -234,9 +230,7 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
         for e in range(tab.dep_ptr[r], tab.dep_ptr[r + 1]):
             j = tab.dep_reaction[e]
             a[j] = propensity(j, x, theta, tab)
-        a0 = 0.0
-        for j in range(M):
-            a0 += a[j]
+        a0 = cumulate(a, y)
         if k < k_lo:
             k_lo = load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, k)
         u_tau = forward[0, k - k_lo]

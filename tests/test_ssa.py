@@ -275,11 +275,29 @@ def test_specialized_source_is_written_once_for_the_disk_cache(tmp_path, monkeyp
     assert not on_disk2 and fire2.__code__.co_code == fire.__code__.co_code
 
 
-@pytest.mark.parametrize("M", [1, 2, 5, 8, 9, 20])  # counted (M <= 8) and scanned selection
+def two_level_running_sums(a, block=8):
+    """The kernels' running sums, by their definition: reaction ``j`` of block ``b = j // block``
+    has ``R_j = P_b + (a_{b block} + ... + a_j)``, where ``P_b`` adds the block totals ``s_0, ...,
+    s_{b-1}`` one after the other and each block total adds its own reactions one after the other
+    (Python floats, left to right)."""
+    running, prefix = [], 0.0
+    for lo in range(0, len(a), block):
+        within = 0.0
+        for j in range(lo, min(lo + block, len(a))):
+            within = float(a[j]) if j == lo else within + float(a[j])
+            running.append(within if lo == 0 else prefix + within)
+        prefix += within
+    return np.array(running)
+
+
+@pytest.mark.parametrize("M", [1, 2, 5, 8, 9, 16, 17, 20, 94])  # one block (M <= 8) and several
 def test_event_selection_is_the_inverse_cdf(M):
     """The kernels' selection against its definition: the first j whose running sum exceeds the
     target, the last positive propensity when rounding leaves the target at the total. Targets
-    include every slice boundary exactly, and zero propensities at the ends and in between."""
+    include every slice boundary exactly, and zero propensities at the ends and in between. The
+    NumPy backend's vectorized running sums and the backward pass's slice edge are the same
+    doubles."""
+    from cupyssa.backends.numpy_backend import running_sums
     from cupyssa.kernels.cpu import default
 
     rng = np.random.default_rng(M)
@@ -287,18 +305,18 @@ def test_event_selection_is_the_inverse_cdf(M):
         a = rng.exponential(size=M) * (rng.random(M) < 0.7)
         if not a.any():
             a[rng.integers(M)] = 0.5
-        running = np.cumsum(a)  # sequential sums, the kernels' order
+        running = two_level_running_sums(a)
+        np.testing.assert_array_equal(running_sums(a[None, :])[0], running)
         cum = np.full(M, np.nan)
         total = default.cumulate(a, cum)
         assert total == running[-1]
-        if M > 8:  # the scanned selection reads the running sums from cum
-            np.testing.assert_array_equal(cum, running)
         for target in np.concatenate([[0.0, total, total * (1 - 1e-16)], running,
                                       rng.random(5) * total]):
             r = default.select_reaction(a, cum, target)
             above = np.flatnonzero(running > target)
             want = above[0] if above.size else np.flatnonzero(a > 0)[-1]
             assert r == want and a[r] > 0
+            assert default.sum_below(a, r) == (running[r - 1] if r else 0.0)
 
 
 def test_state_arrays_reach_the_kernel_c_contiguous():

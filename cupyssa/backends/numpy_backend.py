@@ -10,6 +10,24 @@ import numpy as np
 
 from ..kernels import codes
 from ..kernels.philox import STREAM_FORWARD, split_seed, uniform_pair
+from ..kernels.trajectory import BLOCK
+
+
+def running_sums(a: np.ndarray) -> np.ndarray:
+    """The running sums ``R [N, M]`` of propensities ``a [N, M]`` in the kernels' two-level order
+    (:func:`cupyssa.kernels.trajectory.cumulate`): ``R_j = P_b + (a_{8b} + ... + a_j)`` for ``j`` in
+    block ``b``, with the block prefixes ``P_{b+1} = P_b + s_b`` summed sequentially; ``R[:, -1]``
+    is the total ``a0``. ``cumsum`` is sequential, so these are the kernels' doubles."""
+    N, M = a.shape
+    if M <= BLOCK:
+        return np.cumsum(a, axis=1)
+    n_blocks = -(-M // BLOCK)
+    padded = np.zeros((N, n_blocks * BLOCK))
+    padded[:, :M] = a  # trailing zeros leave the last block's sums unchanged
+    within = np.cumsum(padded.reshape(N, n_blocks, BLOCK), axis=2)
+    prefix = np.cumsum(within[:, :, -1], axis=1)
+    below = np.concatenate([np.zeros((N, 1)), prefix[:, :-1]], axis=1)
+    return (below[:, :, None] + within).reshape(N, -1)[:, :M]
 
 
 def simulate_segment(network, seg, t_stop, t_eval, seed, max_steps, specialize=False):
@@ -48,7 +66,7 @@ def simulate_segment(network, seg, t_stop, t_eval, seed, max_steps, specialize=F
         if seg.t_checkpoints.shape[1]:
             due = (k[active] % C == 0) & (k[active] // C < seg.t_checkpoints.shape[1])
             seg.t_checkpoints[active[due], k[active[due]] // C] = t[active[due]]
-        cum = np.cumsum(a, axis=1)  # sequential sums: the same doubles as the kernel's loop
+        cum = running_sums(a)
         a0 = cum[:, -1]
         u_tau, u_sel = uniform_pair(lo, hi, (seg.first + active).astype(np.uint64),
                                     k[active].astype(np.uint64), STREAM_FORWARD)

@@ -3,9 +3,10 @@
 Every ``--every`` time units the model's exact marginals (its probabilities over all box states,
 no sampling: 7,225 for the 2-site Schlögl model, 25,600 for the toggle switch) are compared with
 :func:`cupyssa.cme.box.box_cme`: Hellinger distances of the two monitored marginals and of the
-joint law, and the mass of the state the fits tend to miss (Schlögl: the low state
-``X0 <= 20``; toggle switch: each gene bound, ``Gx = 0`` and ``Gy = 0``). Keyword arguments of
-``cupyssa.cme.solve`` are given as JSON and override the model's defaults below.
+joint law, and the mass of the states the fits tend to miss (Schlögl: the low state
+``X0 <= 20``; toggle switch: each gene bound, ``Gx = 0`` and ``Gy = 0``, and ``Px = 0``).
+Keyword arguments of ``cupyssa.cme.solve`` are given as JSON and override the model's defaults
+below.
 
 Usage::
 
@@ -38,12 +39,13 @@ CASES = {
         model=lambda: models.schlogl_paper((2,)), monitored=("X0", "X1"),
         # x <= 20: below the unstable point near 14.5 and its neighbourhood; its mass grows from
         # ~2 % at t = 0.1 to ~7 % at t = 1
-        regions=lambda states: {"P(X0 <= 20)": states[:, 0] <= 20},
+        regions=lambda x: {"P(X0 <= 20)": x["X0"] <= 20},
         defaults=dict(method="tdvp", hidden=8, n_samples=500, dt=1e-3, eps=0.2, init_width=0.2,
                       seed=0)),
     "toggle": dict(
         model=models.toggle_switch, monitored=("Px", "Py"),
-        regions=lambda states: {"P(Gx = 0)": states[:, 0] == 0, "P(Gy = 0)": states[:, 1] == 0},
+        regions=lambda x: {"P(Gx = 0)": x["Gx"] == 0, "P(Gy = 0)": x["Gy"] == 0,
+                           "P(Px = 0)": x["Px"] == 0},
         defaults=dict(method="tdvp", hidden=16, n_samples=400, dt=0.05, eps=0.1, init_width=0.1,
                       seed=0)),
 }
@@ -64,7 +66,7 @@ def main(argv=None):
     states = ref.states
     species = list(m.network.species)
     monitored = [species.index(s) for s in case["monitored"]]
-    regions = case["regions"](states)
+    regions = case["regions"](dict(zip(species, states.T)))  # species order: the network's
     state = {"k": 1, "start": time.perf_counter()}
 
     def report(step, t, model):

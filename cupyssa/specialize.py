@@ -151,11 +151,14 @@ def _load_generated(name: str, source: str):
         return namespace, False
 
 
-def fire_function(network):
+def fire_function(network, load: bool = True):
     """The generated ``fire`` as a plain Python function (memoized by source), and whether it lives
-    in a file (so that a family compiled around it can be cached on disk)."""
+    in a file (so that a family compiled around it can be cached on disk). With ``load=False``
+    nothing is written or imported: ``(None, False)`` unless it is already loaded."""
     source = fire_source(network)
     key = hashlib.sha1(source.encode()).hexdigest()[:16]
+    if key not in _CACHE and not load:
+        return None, False
     if key not in _CACHE:
         namespace, on_disk = _load_generated(f"fire_{key}", source)
         fn = namespace["fire"]

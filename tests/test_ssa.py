@@ -329,3 +329,45 @@ def test_state_arrays_reach_the_kernel_c_contiguous():
     for n in (1, 7):
         cs.simulate(model, t_eval=[0.0, 1.0], n_trajectories=n, seed=1)
     assert all(sig[0].layout == "C" for sig in default.simulate_batch.signatures)
+
+
+def test_automatic_specialization_decides_on_a_timed_pilot_with_identical_results(monkeypatch):
+    """``specialize=None``: generic pilot chunks until one ran without compiling, then the
+    specialized update if the projected rest exceeds ``AUTO_SPECIALIZE_SECONDS``, or from the
+    start once it is compiled in the process; the trajectories are those of either kernel."""
+    import importlib
+
+    from cupyssa.backends import cpu as cpu_backend
+
+    simulate_module = importlib.import_module("cupyssa.simulate")
+    # a network no other test specializes, so that its specialized family starts uncompiled
+    net = cs.ReactionNetwork.from_string("""
+        A -> B ; k1
+        B -> A ; k2
+        0 -> C ; k3
+        C -> 0 ; k2
+    """)
+    args = dict(x0={"A": 30, "B": 0, "C": 0}, t_eval=np.linspace(0.0, 4.0, 5),
+                params={"k1": 1.0, "k2": 0.5, "k3": 4.0}, n_trajectories=2000, seed=8)
+    used = []
+    kernels_for = cpu_backend.kernels_for
+    monkeypatch.setattr(cpu_backend, "kernels_for",
+                        lambda network, specialize=False: used.append(specialize)
+                        or kernels_for(network, specialize))
+    generic = cs.simulate(net, specialize=False, **args)
+    assert set(used) == {False}
+    used.clear()
+    monkeypatch.setattr(simulate_module, "AUTO_SPECIALIZE_SECONDS", np.inf)
+    cs.simulate(net, **args)  # never worth it: generic throughout, pilot chunks first
+    assert set(used) == {False} and not cpu_backend.is_compiled(net, specialize=True)
+    used.clear()
+    monkeypatch.setattr(simulate_module, "AUTO_SPECIALIZE_SECONDS", 0.0)
+    auto = cs.simulate(net, **args)  # always worth it: one timed generic pilot, then specialized
+    assert used[0] is False and used[-1] is True
+    np.testing.assert_array_equal(auto.states, generic.states)
+    np.testing.assert_array_equal(auto.n_events, generic.n_events)
+    used.clear()
+    monkeypatch.setattr(simulate_module, "AUTO_SPECIALIZE_SECONDS", np.inf)
+    again = cs.simulate(net, **args)  # compiled now: used from the first trajectory
+    assert used and set(used) == {True}
+    np.testing.assert_array_equal(again.states, generic.states)

@@ -6,26 +6,48 @@ from ..kernels import cpu
 from ..kernels.philox import split_seed
 
 
-def kernels_for(network, specialize=False):
-    """The compiled CPU family for ``network``: the shared cached one, or one built around the
-    network's code-generated kernel functions."""
+def _family_parts(network, specialize, load=True):
+    """What the family for ``network`` is built from: ``(provided, replace, cacheable, key)``
+    (``replace["fire"]`` is None if ``load`` is false and the generated update is not loaded)."""
     provided = network.kernel_functions()
     replace = {}
     cacheable = not provided  # generated expression laws are compiled in memory
     if specialize:
         from ..specialize import fire_function
 
-        replace["fire"], on_disk = fire_function(network)
+        replace["fire"], on_disk = fire_function(network, load)
         cacheable = cacheable and on_disk
-    if not provided and not replace:
-        return cpu.default
     # generated functions are memoized by their source, so networks with the same generated code
     # share one compiled family
     key = tuple(sorted((name, id(fn)) for name, fn in {**provided, **replace}.items()))
+    return provided, replace, cacheable, key
+
+
+def kernels_for(network, specialize=False):
+    """The compiled CPU family for ``network``: the shared cached one, or one built around the
+    network's code-generated kernel functions."""
+    provided, replace, cacheable, key = _family_parts(network, specialize)
+    if not provided and not replace:
+        return cpu.default
     if key not in _FAMILIES:
         # the entry keeps the generated functions alive, so their ids stay unique
         _FAMILIES[key] = (provided, replace, cpu.build(provided, cache=cacheable, replace=replace))
     return _FAMILIES[key][2]
+
+
+def compiled_signatures(network) -> int:
+    """How many signatures the generic family's batch kernel for ``network`` has compiled (or
+    loaded from the disk cache) so far in this process."""
+    return len(kernels_for(network, False).simulate_batch.signatures)
+
+
+def is_compiled(network, specialize=False) -> bool:
+    """Whether :func:`kernels_for` has this family ready in this process (no compilation; no
+    generated source is written or imported to find out)."""
+    provided, replace, _, key = _family_parts(network, specialize, load=False)
+    if replace.get("fire", True) is None:
+        return False
+    return (not provided and not replace) or key in _FAMILIES
 
 
 _FAMILIES: dict = {}

@@ -7,6 +7,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import specialize as _specialize_module
 from .backends import Segment, get_backend
 from .errors import MaxStepsExceeded, ParameterError, SimulationError
 from .kernels import codes
@@ -20,10 +21,6 @@ __all__ = ["simulate", "DEFAULT_MAX_STEPS"]
 DEFAULT_MAX_STEPS = 10 ** 8
 #: target number of (trajectory x time x species) output cells per chunk
 _CHUNK_CELLS = 1 << 22
-#: ``specialize=None``: compile the network-specific update when the generic kernel's projected
-#: time for the rest of the ensemble exceeds this (a first compilation takes 5-15 s, then it is
-#: loaded from the disk cache; the specialized update is 1.7-2.7x faster on small networks)
-AUTO_SPECIALIZE_SECONDS = 30.0
 #: ``specialize=None``: the generic pilot chunk that the projection is timed on holds
 #: ``max(_PILOT_MIN, n / _PILOT_FRACTION)`` trajectories
 _PILOT_MIN, _PILOT_FRACTION = 16, 64
@@ -101,10 +98,8 @@ def _specialization(specialize, backend, network, driver, n, chunk):
     ``specialize=None`` has yet to decide, on generic pilot chunks of that many trajectories."""
     if specialize is not None:
         return bool(specialize), 0
-    from .specialize import MAX_SPECIALIZED_REACTIONS
-
     if (backend != "cpu" or driver is not None
-            or network.n_reactions > MAX_SPECIALIZED_REACTIONS):
+            or network.n_reactions > _specialize_module.MAX_SPECIALIZED_REACTIONS):
         return False, 0
     from .backends.cpu import is_compiled
 
@@ -162,7 +157,8 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
         time a network is used (cached on disk afterwards). Results are identical either way.
         ``None`` (default) decides per call: the update is used if it is already compiled in this
         process, or else when the generic kernel's time for the rest of the ensemble, projected
-        from a first chunk, exceeds ``AUTO_SPECIALIZE_SECONDS`` (networks of up to 32 reactions
+        from a first chunk, exceeds ``cupyssa.specialize.AUTO_SPECIALIZE_SECONDS`` (30 s;
+        networks of up to 32 reactions
         without events). ``False`` never compiles it; ``True`` always does.
 
     Returns
@@ -231,7 +227,8 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
             # a pilot chunk that compiled (or loaded) the generic kernel is not timed: the next is
             if pilot and compiled_signatures(network) == signatures:
                 per_trajectory = (time.perf_counter() - clock) / (rows.stop - rows.start)
-                special = per_trajectory * (n - rows.stop) > AUTO_SPECIALIZE_SECONDS
+                budget = _specialize_module.AUTO_SPECIALIZE_SECONDS
+                special = per_trajectory * (n - rows.stop) > budget
                 pilot = 0
             start = rows.stop
     return SimulationResult(t_eval, states, network.species, n_events, int(seed), backend,

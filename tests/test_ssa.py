@@ -335,11 +335,9 @@ def test_automatic_specialization_decides_on_a_timed_pilot_with_identical_result
     """``specialize=None``: generic pilot chunks until one ran without compiling, then the
     specialized update if the projected rest exceeds ``AUTO_SPECIALIZE_SECONDS``, or from the
     start once it is compiled in the process; the trajectories are those of either kernel."""
-    import importlib
-
+    from cupyssa import specialize
     from cupyssa.backends import cpu as cpu_backend
 
-    simulate_module = importlib.import_module("cupyssa.simulate")
     # a network no other test specializes, so that its specialized family starts uncompiled
     net = cs.ReactionNetwork.from_string("""
         A -> B ; k1
@@ -357,17 +355,17 @@ def test_automatic_specialization_decides_on_a_timed_pilot_with_identical_result
     generic = cs.simulate(net, specialize=False, **args)
     assert set(used) == {False}
     used.clear()
-    monkeypatch.setattr(simulate_module, "AUTO_SPECIALIZE_SECONDS", np.inf)
+    monkeypatch.setattr(specialize, "AUTO_SPECIALIZE_SECONDS", np.inf)
     cs.simulate(net, **args)  # never worth it: generic throughout, pilot chunks first
     assert set(used) == {False} and not cpu_backend.is_compiled(net, specialize=True)
     used.clear()
-    monkeypatch.setattr(simulate_module, "AUTO_SPECIALIZE_SECONDS", 0.0)
+    monkeypatch.setattr(specialize, "AUTO_SPECIALIZE_SECONDS", 0.0)
     auto = cs.simulate(net, **args)  # always worth it: one timed generic pilot, then specialized
     assert used[0] is False and used[-1] is True
     np.testing.assert_array_equal(auto.states, generic.states)
     np.testing.assert_array_equal(auto.n_events, generic.n_events)
     used.clear()
-    monkeypatch.setattr(simulate_module, "AUTO_SPECIALIZE_SECONDS", np.inf)
+    monkeypatch.setattr(specialize, "AUTO_SPECIALIZE_SECONDS", np.inf)
     again = cs.simulate(net, **args)  # compiled now: used from the first trajectory
     assert used and set(used) == {True}
     np.testing.assert_array_equal(again.states, generic.states)

@@ -158,8 +158,8 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
         ``None`` (default) decides per call: the update is used if it is already compiled in this
         process, or else when the generic kernel's time for the rest of the ensemble, projected
         from a first chunk, exceeds ``cupyssa.specialize.AUTO_SPECIALIZE_SECONDS`` (30 s;
-        networks of up to 32 reactions
-        without events). ``False`` never compiles it; ``True`` always does.
+        networks of up to 32 reactions without events). ``False`` never compiles it; ``True``
+        always does.
 
     Returns
     -------

@@ -32,7 +32,8 @@ import math
 
 from .philox import STREAM_FORWARD, STREAM_GUMBEL, uniform_block
 from .propensity import propensity, propensity_adjoint
-from .trajectory import all_propensities, cumulate, select_reaction, window_cdf, window_density
+from .trajectory import (all_propensities, cumulate, select_reaction, sum_below, window_cdf,
+                         window_density)
 
 FILL = 0
 LINEAR = 1
@@ -62,7 +63,9 @@ def conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y):
     Top-down construction: the maximum is ``z_r = log a0 + G`` with ``G ~ Gumbel(0, 1)``; reaction
     ``j != r`` gets ``Gumbel(log a_j)`` truncated below ``z_r``, ``z_j = -log(e^{-z_r} + e^{-g_j})``.
     The maximum's uniform is the forward's selection uniform rescaled within the chosen slice,
-    ``v = (u_sel a0 - sum_{i<r} a_i) / a_r``: given ``r`` it is U(0, 1) and independent of ``r``.
+    ``v = (u_sel a0 - sum_{i<r} a_i) / a_r`` (the forward's running sum, from the block prefixes
+    that :func:`~cupyssa.kernels.trajectory.cumulate` left in ``y``): given ``r`` it is U(0, 1)
+    and independent of ``r``.
     Reaction ``j``'s uniform ``u_j`` is element ``j % 2`` of the pair at
     ``(seed, trajectory, k, STREAM_GUMBEL + j // 2)``, read from column ``col`` of
     ``gumbel[j // 2]`` (see :func:`load_draws`). With ``e^{z_r} = a0 / (-log v)`` and
@@ -70,10 +73,7 @@ def conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y):
     log v)^(-1/T)``: one log and one power per reaction.
     """
     M = a.shape[0]
-    below = 0.0
-    for j in range(r):
-        below += a[j]  # zero propensities add nothing: the forward's running sum up to r - 1
-    v = (u_sel * a0 - below) / a[r]
+    v = (u_sel * a0 - sum_below(a, y, r)) / a[r]  # y still holds cumulate's block prefixes
     v = min(max(v, 1.1102230246251565e-16), 1.0 - 1.1102230246251565e-16)
     a0_log_v = a0 / math.log(v)
     total = 1.0

@@ -113,22 +113,23 @@ def select_reaction(a, cum, target):
     return -1
 
 
-def sum_below(a, r):
+def sum_below(a, cum, r):
     """``R_{r-1}``, the running sum of :func:`cumulate` just below reaction ``r``'s slice (the
-    block prefix ``P_b`` if ``r`` opens block ``b``); the same doubles as the forward's search."""
+    block prefix ``P_b`` if ``r`` opens block ``b``); the same doubles as the forward's search.
+    ``cum`` holds :func:`cumulate`'s block prefixes (read for more than one block)."""
     lo = r - r % BLOCK
-    below = 0.0
-    for b in range(0, lo, BLOCK):
-        s = a[b]
-        for j in range(b + 1, b + BLOCK):
-            s += a[j]
-        below += s
+    if lo == 0:
+        acc = 0.0
+        for j in range(r):
+            acc += a[j]
+        return acc
+    below = cum[lo // BLOCK - 1]
     if r == lo:
         return below
     acc = a[lo]
     for j in range(lo + 1, r):
         acc += a[j]
-    return below + acc if lo > 0 else acc
+    return below + acc
 
 
 def fire(r, x, theta, a, tab):

@@ -316,7 +316,7 @@ def test_event_selection_is_the_inverse_cdf(M):
             above = np.flatnonzero(running > target)
             want = above[0] if above.size else np.flatnonzero(a > 0)[-1]
             assert r == want and a[r] > 0
-            assert default.sum_below(a, r) == (running[r - 1] if r else 0.0)
+            assert default.sum_below(a, cum, r) == (running[r - 1] if r else 0.0)
 
 
 def test_state_arrays_reach_the_kernel_c_contiguous():

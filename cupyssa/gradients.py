@@ -214,6 +214,9 @@ def value_and_grad(loss, network, x0=None, t_eval=None, params=None, n_trajector
     # end of the path the observations read: the score's censored interval ends there
     path_end = horizon if mode == backward.KERNEL else float(t_eval[-1])
     kernels = kernels_for(network, specialize)
+    # the reverse sweep never calls the event update that specialization replaces, so the
+    # generic family's sweep serves both (no second compilation of the largest kernel)
+    replay_batch = kernels_for(network, False).replay_batch
     P, T, S = network.n_parameters, len(t_eval), network.n_species
     tape_dtype = _tape_dtype(network.n_reactions)
     theta2 = theta.reshape(1, -1)
@@ -260,7 +263,9 @@ def value_and_grad(loss, network, x0=None, t_eval=None, params=None, n_trajector
     # 2. the loss
     value = float(loss.value(Y))
     if est == backward.STRAIGHT_THROUGH:
-        G = np.ascontiguousarray(np.asarray(loss.grad(Y), dtype=float))
+        # C-contiguous and writable: a read-only dL/dY (e.g. deserialized by Dask on a worker)
+        # is another argument type to Numba, which would compile the reverse sweep again
+        G = np.require(loss.grad(Y), dtype=float, requirements=["C", "W"])
         if G.shape != Y.shape:
             raise ParameterError(f"loss.grad returned shape {G.shape}, expected {Y.shape}")
         weights = np.zeros(N)
@@ -284,21 +289,21 @@ def value_and_grad(loss, network, x0=None, t_eval=None, params=None, n_trajector
         grads = np.empty((n, P))
         x_start = np.empty((n, S), dtype=np.int64)
         t_start = np.empty(n)
-        kernels.replay_batch(seg.x, theta2, seg.first, seg.t, seg.k, seg.tape, seg.t_checkpoints,
-                             seg.checkpoint_every, seg.obs_step, seg.obs_frac, t_eval,
-                             G[a:b] if G.shape[1] else G[:n], mode, width, path_end, est,
-                             1.0 / temperature, weights[a:b], lo, hi, network.tables, grads,
-                             x_start, t_start)
+        replay_batch(seg.x, theta2, seg.first, seg.t, seg.k, seg.tape, seg.t_checkpoints,
+                     seg.checkpoint_every, seg.obs_step, seg.obs_frac, t_eval,
+                     G[a:b] if G.shape[1] else G[:n], mode, width, path_end, est,
+                     1.0 / temperature, weights[a:b], lo, hi, network.tables, grads,
+                     x_start, t_start)
         for i in range(n):
             if a + i in long_segments:  # redo the outgrown trajectories from their long tapes
                 one = long_segments[a + i]
                 g1 = np.empty((1, P))
-                kernels.replay_batch(one.x, theta2, one.first, one.t, one.k, one.tape,
-                                     one.t_checkpoints, one.checkpoint_every, one.obs_step,
-                                     one.obs_frac, t_eval, G[a + i:a + i + 1] if G.shape[1] else G[:1],
-                                     mode, width, path_end, est, 1.0 / temperature,
-                                     weights[a + i:a + i + 1], lo, hi, network.tables, g1,
-                                     x_start[i:i + 1], t_start[i:i + 1])
+                replay_batch(one.x, theta2, one.first, one.t, one.k, one.tape,
+                             one.t_checkpoints, one.checkpoint_every, one.obs_step,
+                             one.obs_frac, t_eval, G[a + i:a + i + 1] if G.shape[1] else G[:1],
+                             mode, width, path_end, est, 1.0 / temperature,
+                             weights[a + i:a + i + 1], lo, hi, network.tables, g1,
+                             x_start[i:i + 1], t_start[i:i + 1])
                 grads[i] = g1[0]
             total += grads[i]
             total_sq += grads[i] * grads[i]

@@ -40,7 +40,9 @@ def _time_grid(t_eval, t0: float, model) -> np.ndarray:
         if model is None:
             raise ParameterError("t_eval is required")
         t_eval = np.linspace(t0, model.t_end, 101)
-    t = np.atleast_1d(np.asarray(t_eval, dtype=float))
+    # a private copy: a read-only input (e.g. deserialized by Dask) would be another argument
+    # type to Numba, and compile the kernels again
+    t = np.atleast_1d(np.array(t_eval, dtype=float))
     if t.ndim != 1 or t.size == 0:
         raise ParameterError(f"t_eval must be a non-empty 1-D array, got shape {np.shape(t_eval)}")
     if not np.all(np.isfinite(t)):

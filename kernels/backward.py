@@ -122,33 +122,38 @@ def add_kernel_state_terms(t_lo, t_hi, first_interval, t_eval, G, width, xbar, m
 def step_adjoint(gumbel, col, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator, inv_temp,
                  weight, y, s, xbar, gbar, tab):
     """Chain the adjoints of level ``k+1`` (``xbar``, ``tbar``) through event ``k`` (reaction ``r``
-    fired from ``x = x_k``); ``xbar`` becomes ``xbar_k`` in place; returns ``tbar_k``."""
+    fired from ``x = x_k``); ``xbar`` becomes ``xbar_k`` in place; returns ``tbar_k``.
+
+    Score function: ``d/dtheta [log a_r - a0 tau]`` (``tau`` is data of the path); ``r = -1`` gives
+    the survival term ``-a0 tau`` of a censored interval alone. Every reaction's adjoint goes
+    through the one ``propensity_adjoint`` below: the helpers are inlined, so each call site
+    would be another copy of every rate law for the compiler."""
     M = a.shape[0]
-    if estimator == SCORE:
-        # d/dtheta [log a_r - a0 tau]  (tau held fixed: it is data of the path)
+    st = estimator == STRAIGHT_THROUGH
+    if st:
+        # s_j = nu_j . xbar_{k+1}, before xbar is updated
         for j in range(M):
-            abar = -weight * tau
-            if j == r:
-                abar += weight / a[r]
-            propensity_adjoint(j, x, theta, abar, xbar, gbar, False, tab)
-        return tbar
-    # s_j = nu_j . xbar_{k+1}, before xbar is updated
+            sj = 0.0
+            for e in range(tab.net_ptr[j], tab.net_ptr[j + 1]):
+                sj += tab.net_delta[e] * xbar[tab.net_species[e]]
+            s[j] = sj
+        conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y)
+        ys = 0.0
+        for j in range(M):
+            ys += y[j] * s[j]
+        abar0 = -tbar * E / (a0 * a0)  # dL/da0 through tau = E / a0
+    else:
+        ys = 0.0
+        abar0 = -weight * tau
     for j in range(M):
-        sj = 0.0
-        for e in range(tab.net_ptr[j], tab.net_ptr[j + 1]):
-            sj += tab.net_delta[e] * xbar[tab.net_species[e]]
-        s[j] = sj
-    conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y)
-    ys = 0.0
-    for j in range(M):
-        ys += y[j] * s[j]
-    a0bar = -tbar * E / (a0 * a0)
-    for j in range(M):
-        abar = a0bar
-        if a[j] > 0.0:
-            abar += y[j] * (s[j] - ys) * inv_temp / a[j]
+        abar = abar0
+        if st:
+            if a[j] > 0.0:
+                abar += y[j] * (s[j] - ys) * inv_temp / a[j]
+        elif j == r:
+            abar += weight / a[r]
         if abar != 0.0:
-            propensity_adjoint(j, x, theta, abar, xbar, gbar, True, tab)
+            propensity_adjoint(j, x, theta, abar, xbar, gbar, st, tab)
     return tbar
 
 
@@ -189,38 +194,41 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
     k_lo = K + 1  # first step whose draws the blocks hold (none yet)
 
     # ---- the last interval, [t_K, t_{K+1}) --------------------------------------------------
-    if mode == LINEAR and a0 > 0.0:
-        # the first event after the grid is part of the path that linear observations read
+    # linear observations read the first event after the grid, so it is part of the path; the
+    # score of a path censored at H = horizon instead ends with the survival term -a0 (H - t_K),
+    # which is step_adjoint with no event (r = -1) and tau = H - t_K
+    last_event = mode == LINEAR and a0 > 0.0
+    r = -1
+    E = 0.0
+    u_sel = 0.0
+    tau = horizon - t
+    m_top = m
+    if last_event:
         k_lo = load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, K)
-        u_tau = forward[0, K - k_lo]
         u_sel = forward[1, K - k_lo]
-        E = -math.log(u_tau)
+        E = -math.log(forward[0, K - k_lo])
         tau = E / a0
         r = select_reaction(a, y, u_sel * a0)
-        m_top = m
         if st:
             while m >= 0 and obs_step[m] == K:
                 tbar = linear_obs_terms(m, r, obs_frac[m], tau, G, xbar, tbar, True, tab)
                 m -= 1
+    if last_event or (not st and a0 > 0.0):
         tbar = step_adjoint(gumbel, K - k_lo, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator,
                             inv_temp, weight, y, s, xbar, gbar, tab)
+    if last_event:
         if st:
             for mm in range(m_top, m, -1):
                 tbar = linear_obs_terms(mm, r, obs_frac[mm], tau, G, xbar, tbar, False, tab)
-    else:
-        if not st and a0 > 0.0:
-            # survival of the censored interval: d/dtheta [-a0(x_K) (H - t_K)]
-            for j in range(a.shape[0]):
-                propensity_adjoint(j, x, theta, -weight * (horizon - t), xbar, gbar, False, tab)
-        if st and mode == KERNEL:
-            while m_hi > 0 and t_eval[m_hi - 1] - width >= math.inf:
-                m_hi -= 1
-            add_kernel_state_terms(t, math.inf, K == 0, t_eval, G, width, xbar, m_hi)
-        elif st:
-            while m >= 0 and obs_step[m] == K:
-                for i in range(xbar.shape[0]):
-                    xbar[i] += G[m, i]
-                m -= 1
+    elif st and mode == KERNEL:
+        while m_hi > 0 and t_eval[m_hi - 1] - width >= math.inf:
+            m_hi -= 1
+        add_kernel_state_terms(t, math.inf, K == 0, t_eval, G, width, xbar, m_hi)
+    elif st:
+        while m >= 0 and obs_step[m] == K:
+            for i in range(xbar.shape[0]):
+                xbar[i] += G[m, i]
+            m -= 1
 
     # ---- events K-1 .. 0 --------------------------------------------------------------------
     for k in range(K - 1, -1, -1):

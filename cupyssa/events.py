@@ -42,10 +42,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .codegen import load_function
 from .errors import NetworkError, ParameterError, SimulationError
-from .expressions import (Call, Node, Param, Species, Time, compile_function,
-                          evaluate_tree, is_boolean, python_source, resolve_tree, symbols, to_infix,
-                          _node)
+from .expressions import (Call, Node, Param, Species, Time, evaluate_tree, is_boolean,
+                          python_source, resolve_tree, symbols, to_infix, _node)
 from .kernels import codes
 from .models import Model
 
@@ -224,7 +224,7 @@ def _kernel_network(network, state_events):
     cache = network.__dict__.setdefault("_event_kernel_networks", {})
     view = cache.get(key)
     if view is None:
-        functions = {**base_functions, "event_trigger": compile_function(source, "event_trigger")}
+        functions = {**base_functions, "event_trigger": load_function(source, "event_trigger")}
         view = _EventKernelNetwork(network, functions)
         cache[key] = view
     return view

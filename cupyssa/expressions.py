@@ -24,8 +24,9 @@ come from a small symbolic differentiator (:func:`differentiate`).
 
 Code generation: :func:`kernel_functions_for` writes Python source for
 ``expression_propensity(j, x, theta)`` (an if-chain over the network's expression laws with scalar
-``math`` calls), compiles it with ``numba.njit(error_model="numpy")`` and returns it by kernel
-global name; :meth:`cupyssa.ReactionNetwork.kernel_functions` delegates here.
+``math`` calls) and its adjoint, keeps them in files (:mod:`cupyssa.codegen`, so that Numba caches
+the compiled family on disk) and returns them by kernel global name;
+:meth:`cupyssa.ReactionNetwork.kernel_functions` delegates here.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .codegen import load_function
 from .errors import NetworkError
 from .kernels import codes
 from .ratelaws import RateLaw, _xp
@@ -46,7 +48,7 @@ __all__ = [
     "Node", "Num", "Name", "Species", "Param", "Time", "Call", "Expression",
     "parse_expression", "to_infix", "differentiate", "resolve_tree", "evaluate_tree",
     "evaluate_scalar", "symbols", "is_boolean", "substitute", "python_source",
-    "propensity_source", "adjoint_source", "kernel_functions_for", "compile_function",
+    "propensity_source", "adjoint_source", "kernel_functions_for",
 ]
 
 
@@ -944,24 +946,6 @@ def num_source(node: Node, **names) -> str:
     return f"(1.0 if {s} else 0.0)" if is_boolean(node) else s
 
 
-_COMPILED: dict = {}
-
-
-def compile_function(source: str, name: str):
-    """Compile generated ``source`` defining ``name`` with ``numba.njit(error_model="numpy")``
-    (division by zero gives inf/NaN, which the kernels report, instead of raising). Memoized on
-    the source text, so identical code compiles once per process."""
-    fn = _COMPILED.get(source)
-    if fn is None:
-        import numba
-
-        namespace = {"math": math, "np": np}
-        exec(compile(source, f"<cupyssa generated {name}>", "exec"), namespace)
-        fn = numba.njit(error_model="numpy", nogil=True)(namespace[name])
-        _COMPILED[source] = fn
-    return fn
-
-
 def kernel_functions_for(network) -> dict:
     """``{"expression_propensity": fn, "expression_adjoint": fn}`` for a network with
     :class:`Expression` laws, else ``{}``.
@@ -978,8 +962,8 @@ def kernel_functions_for(network) -> dict:
             a is b for a, b in zip(cached[0], reactions)):
         return cached[1]
     functions = {
-        "expression_propensity": compile_function(propensity_source(network), "expression_propensity"),
-        "expression_adjoint": compile_function(adjoint_source(network), "expression_adjoint"),
+        "expression_propensity": load_function(propensity_source(network), "expression_propensity"),
+        "expression_adjoint": load_function(adjoint_source(network), "expression_adjoint"),
     }
     network.__dict__["_expression_kernel_functions"] = (reactions, functions)
     return functions

@@ -440,11 +440,12 @@ class ReactionNetwork:
         return out
 
     def kernel_functions(self) -> dict:
-        """Code-generated functions the compiled kernels need for this network, by kernel global
-        name (e.g. ``{"expression_propensity": <numba.njit function>}``); empty for networks made
-        of the built-in laws, which share one cached compiled family. Expression laws
-        (:class:`cupyssa.expressions.Expression`) are compiled by code generation; the same
-        dictionary is returned while the reactions are unchanged."""
+        """Code-generated functions the compiled kernels need for this network, by the kernel
+        function they replace (e.g. ``{"expression_propensity": <function>}``: plain Python,
+        kept in files by :mod:`cupyssa.codegen` and compiled into the network's kernel family,
+        which Numba then caches on disk); empty for networks made of the built-in laws, which
+        share one compiled family. The same dictionary is returned while the reactions are
+        unchanged."""
         from .expressions import kernel_functions_for
 
         return kernel_functions_for(self)

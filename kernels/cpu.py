@@ -108,23 +108,27 @@ _SOURCE_HASH = hashlib.sha1(b"".join(
     p.read_bytes() for p in sorted(pathlib.Path(__file__).parent.glob("*.py")))).hexdigest()[:12]
 
 
-def build(provided=None, cache=True, replace=None):
-    """Compile the CPU family, with code-generated ``expression_propensity`` / ``event_trigger``
-    taken from ``provided`` (name -> ``numba.njit`` function) when a network needs them, and
-    plain functions in ``replace`` (name -> Python function, e.g. a network-specific ``fire``)
-    compiled in place of the defaults.
+def build(cache=True, replace=None):
+    """Compile the CPU family, with the plain Python functions in ``replace`` (name -> function,
+    e.g. a network's generated ``expression_propensity``, ``event_trigger`` or specialized ``fire``,
+    see :mod:`cupyssa.codegen`) compiled in place of the defaults of those names.
 
-    Returns a namespace with ``simulate_batch``, ``propensity``, ``simulate_trajectory``... With
-    ``cache``, the build is tagged with the qualified names of the ``replace`` functions (which
-    carry a hash of their generated source), so each network's family has its own cache entries;
-    functions in ``provided`` must then be cacheable themselves.
+    Returns a namespace with ``simulate_batch``, ``replay_batch``, ``propensity``... With
+    ``cache``, the build is tagged with a digest of the qualified names of the ``replace``
+    functions (which carry a hash of their generated source), so each network's family has its
+    own cache entries; they must then be defined in files (Numba caches nothing else).
     """
     # error_model="numpy": IEEE division (0/0 -> NaN), which the propensity checks turn into a
     # clear error, instead of a ZeroDivisionError escaping from a parallel region
     options = dict(cache=cache, nogil=True, error_model="numpy")
+    # the replacements' names (each carries a hash of its source) enter as one digest: Numba's
+    # cache file names repeat the tag, and a network with several generated functions made them
+    # longer than the file system allows
+    generated = "|".join(sorted(f.__qualname__ for f in (replace or {}).values()))
     tag = "_".join(["cpu"] + [f"{k}{v}" for k, v in sorted(options.items()) if k != "cache"] +
-                   [_SOURCE_HASH] + sorted(f.__qualname__ for f in (replace or {}).values()))
-    device = retarget(DEVICE_FUNCTIONS, numba.njit(**options), provided, tag,
+                   [_SOURCE_HASH] + ([hashlib.sha1(generated.encode()).hexdigest()[:16]]
+                                     if generated else []))
+    device = retarget(DEVICE_FUNCTIONS, numba.njit(**options), None, tag,
                       numba.njit(inline="always", **options), PER_STEP, replace)
     batch = retarget([simulate_batch, replay_batch], numba.njit(parallel=True, **options),
                      vars(device), tag)

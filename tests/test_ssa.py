@@ -255,24 +255,32 @@ def test_specialize_refuses_large_networks_with_a_clear_error():
         cs.simulate(model, t_eval=[0.1], seed=0, specialize=True)
 
 
-def test_specialized_source_is_written_once_for_the_disk_cache(tmp_path, monkeypatch):
-    from cupyssa import specialize
+def test_generated_source_is_written_once_for_the_disk_cache(tmp_path, monkeypatch):
+    from cupyssa import codegen, specialize
 
     monkeypatch.setenv("CUPYSSA_CACHE_DIR", str(tmp_path / "gen"))
-    monkeypatch.setattr(specialize, "_CACHE", {})
+    monkeypatch.setattr(codegen, "_LOADED", {})
     net = cs.models.birth_death().network
-    fire, on_disk = specialize.fire_function(net)
+    assert specialize.fire_function(net, load=False) is None  # nothing written to find out
+    assert not (tmp_path / "gen").exists()
+    fire = specialize.fire_function(net)
     files = list((tmp_path / "gen").glob("fire_*.py"))
-    assert on_disk and len(files) == 1
+    assert codegen.is_on_disk(fire) and len(files) == 1
     assert specialize.fire_source(net) in files[0].read_text()
     assert fire.__qualname__ == files[0].stem  # the tag that keeps each network's cache apart
+    assert specialize.fire_function(net) is fire and specialize.fire_function(net, False) is fire
+    # expression laws go the same way
+    expr = cs.ReactionNetwork.from_string("0 -> X ; expr(k * exp(-X / 10))")
+    assert set(expr.kernel_functions()) == {"expression_propensity", "expression_adjoint"}
+    assert all(codegen.is_on_disk(f) for f in expr.kernel_functions().values())
+    assert len(list((tmp_path / "gen").glob("expression_*.py"))) == 2
     # an unwritable location falls back to an in-memory module (compiled, not cached)
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("CUPYSSA_CACHE_DIR", str(blocker / "sub"))
-    monkeypatch.setattr(specialize, "_CACHE", {})
-    fire2, on_disk2 = specialize.fire_function(net)
-    assert not on_disk2 and fire2.__code__.co_code == fire.__code__.co_code
+    monkeypatch.setattr(codegen, "_LOADED", {})
+    fire2 = specialize.fire_function(net)
+    assert not codegen.is_on_disk(fire2) and fire2.__code__.co_code == fire.__code__.co_code
 
 
 def two_level_running_sums(a, block=8):

@@ -2,37 +2,37 @@
 
 import numpy as np
 
+from ..codegen import is_on_disk
 from ..kernels import cpu
 from ..kernels.philox import split_seed
 
 
 def _family_parts(network, specialize, load=True):
-    """What the family for ``network`` is built from: ``(provided, replace, cacheable, key)``
-    (``replace["fire"]`` is None if ``load`` is false and the generated update is not loaded)."""
-    provided = network.kernel_functions()
-    replace = {}
-    cacheable = not provided  # generated expression laws are compiled in memory
+    """What the family for ``network`` is built from: ``(generated, cacheable, key)``, the
+    network's generated kernel functions by the name they replace (expression laws, event
+    triggers, and the specialized ``fire``, which is None if ``load`` is false and it is not
+    loaded yet)."""
+    generated = dict(network.kernel_functions())
     if specialize:
         from ..specialize import fire_function
 
-        replace["fire"], on_disk = fire_function(network, load)
-        cacheable = cacheable and on_disk
+        generated["fire"] = fire_function(network, load)
+    cacheable = all(fn is not None and is_on_disk(fn) for fn in generated.values())
     # generated functions are memoized by their source, so networks with the same generated code
     # share one compiled family
-    key = tuple(sorted((name, id(fn)) for name, fn in {**provided, **replace}.items()))
-    return provided, replace, cacheable, key
+    key = tuple(sorted((name, id(fn)) for name, fn in generated.items()))
+    return generated, cacheable, key
 
 
 def kernels_for(network, specialize=False):
     """The compiled CPU family for ``network``: the shared cached one, or one built around the
     network's code-generated kernel functions."""
-    provided, replace, cacheable, key = _family_parts(network, specialize)
-    if not provided and not replace:
+    generated, cacheable, key = _family_parts(network, specialize)
+    if not generated:
         return cpu.default
     if key not in _FAMILIES:
-        # the entry keeps the generated functions alive, so their ids stay unique
-        _FAMILIES[key] = (provided, replace, cpu.build(provided, cache=cacheable, replace=replace))
-    return _FAMILIES[key][2]
+        _FAMILIES[key] = cpu.build(cache=cacheable, replace=generated)
+    return _FAMILIES[key]
 
 
 def compiled_signatures(network) -> int:
@@ -44,10 +44,10 @@ def compiled_signatures(network) -> int:
 def is_compiled(network, specialize=False) -> bool:
     """Whether :func:`kernels_for` has this family ready in this process (no compilation; no
     generated source is written or imported to find out)."""
-    provided, replace, _, key = _family_parts(network, specialize, load=False)
-    if replace.get("fire", True) is None:
+    generated, _, key = _family_parts(network, specialize, load=False)
+    if generated.get("fire", True) is None:
         return False
-    return (not provided and not replace) or key in _FAMILIES
+    return not generated or key in _FAMILIES
 
 
 _FAMILIES: dict = {}

@@ -1,9 +1,13 @@
 """Shared helpers of the benchmark scripts: the machine they ran on, their section of
-RESULTS.md, and the Hellinger distance the CME benchmarks report."""
+RESULTS.md, cold and warm start-up, and the Hellinger distance the CME benchmarks report."""
 
+import json
 import os
 import platform
 import subprocess
+import sys
+import tempfile
+import time
 
 import numpy as np
 
@@ -52,3 +56,44 @@ def write_section(path, heading, text):
         new = old[:start] + text.rstrip("\n") + "\n" + rest
     with open(path, "w") as fh:
         fh.write(new)
+
+
+def cold_and_warm(child: str) -> dict:
+    """Run the Python source ``child`` twice, each in a new process sharing one fresh Numba cache:
+    ``cold`` (empty ``NUMBA_CACHE_DIR``: everything compiles) and ``warm`` (the cache the cold
+    run wrote). ``child`` prints a JSON object of timings as its last line; each result gets the
+    whole process's wall time as ``process`` (or ``error``), plus ``cache_files`` written. The
+    generated sources of ``specialize=True`` go to ``$NUMBA_CACHE_DIR/cupyssa`` as well."""
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="cupyssa_numba_cache_") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        env.pop("CUPYSSA_CACHE_DIR", None)
+        for kind in ("cold", "warm"):
+            t = time.perf_counter()
+            p = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True,
+                               text=True, cwd=tempfile.gettempdir())
+            wall = time.perf_counter() - t
+            if p.returncode:
+                out[kind] = {"error": p.stderr.strip().splitlines()[-1:]}
+                continue
+            d = json.loads(p.stdout.strip().splitlines()[-1])
+            d["process"] = wall
+            out[kind] = d
+        out["cache_files"] = sum(len(f) for _, _, f in os.walk(cache))
+    return out
+
+
+def startup_table(startup: dict, columns) -> list:
+    """Markdown table lines of :func:`cold_and_warm`'s result: one row for the cold and one for
+    the warm run, ``columns`` = ``[(key printed by the child, header), ...]`` in seconds, then the
+    whole process."""
+    md = ["| | " + " | ".join(h for _, h in columns) + " | whole process s |",
+          "|---|" + "---|" * (len(columns) + 1)]
+    for kind, name in (("cold", "cold compile"), ("warm", "warm (cached) start-up")):
+        d = startup[kind]
+        if "error" in d:
+            md.append(f"| {name} | failed: {d['error']} |" + " |" * len(columns))
+        else:
+            md.append(f"| {name} | " + " | ".join(f"{d[k]:.2f}" for k, _ in columns)
+                      + f" | {d['process']:.2f} |")
+    return md

@@ -49,6 +49,11 @@ more with timing wrappers around ``cupyssa.gradients._forward`` (first call: the
 pilot; then the recording forward) and the CPU kernels' ``replay_batch`` (the reverse sweep);
 the remainder is the loss and Python bookkeeping.
 
+Start-up (``--startup``; a few minutes): ``import cupyssa``, a first ``simulate``, a first
+default ``value_and_grad`` and a first ``value_and_grad(..., specialize=True)`` of the
+dimerization, in a new process with an empty Numba cache (cold: everything compiles), then again
+with the cache that run wrote (warm).
+
 Usage::
 
     python benchmarks/gradient_throughput.py                       # N=1000, ~1-2 minutes
@@ -75,7 +80,8 @@ import numpy as np
 import cupyssa as cs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _report import cpu_model, git_revision, write_section  # noqa: E402
+from _report import (cold_and_warm, cpu_model, git_revision, startup_table,  # noqa: E402
+                     write_section)
 
 SECTION = "## Gradient throughput (issue 3)"
 K1, K2, A0, T_END = 1e-3, 0.1, 1000, 50.0
@@ -509,6 +515,24 @@ def report(N, seed, ours, sx, sx_error, prof, rss_ours, cmd, repeats, max_steps,
     return text
 
 
+_STARTUP_CHILD = r"""
+import json, time
+t0 = time.perf_counter()
+import numpy as np
+import cupyssa as cs
+t1 = time.perf_counter()
+m = cs.models.dimerization(A0=60, k1=0.01)
+loss = cs.losses.Mean(np.array([[0.0, 1.0]]))
+cs.simulate(m, t_eval=[1.0], n_trajectories=1, seed=0, specialize=False)
+t2 = time.perf_counter()
+cs.value_and_grad(loss, m, t_eval=[1.0], n_trajectories=4, seed=0)
+t3 = time.perf_counter()
+cs.value_and_grad(loss, m, t_eval=[1.0], n_trajectories=4, seed=0, specialize=True)
+t4 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "simulate": t2 - t1, "grad": t3 - t2, "grad_specialized": t4 - t3}))
+"""
+
+
 def write_results(path, text):
     """Replace (or append) this benchmark's section of RESULTS.md, leaving the others alone."""
     write_section(path, SECTION, text)
@@ -530,6 +554,8 @@ def main(argv=None):
     ap.add_argument("--no-exact", action="store_true",
                     help="skip the exact gradient by FSP (501 states, a few seconds)")
     ap.add_argument("--quick", action="store_true", help="N=200, 1 repeat")
+    ap.add_argument("--startup", action="store_true",
+                    help="also time the cold (compiling) and warm start-up in new processes")
     ap.add_argument("--results", metavar="RESULTS.md", help="record the section in this file")
     args = ap.parse_args(argv)
     if args.quick:
@@ -571,6 +597,15 @@ def main(argv=None):
         exact = cs.cme.fsp(m, t_eval=[T_END], sensitivities=True).d_mean()[0, m.network.species.index("B")]
     text = report(N, args.seed, ours, sx, sx_error, prof, rss, cmd, args.repeats, max_steps,
                   exact)
+    if args.startup:
+        log("start-up (cold compile, then warm cache) ...")
+        text += "\n\n" + "\n".join([
+            "Start-up, each in a new process (cold: empty `NUMBA_CACHE_DIR`, everything compiles; "
+            "warm: the cache the cold run wrote), seconds of wall time:", "",
+            *startup_table(cold_and_warm(_STARTUP_CHILD), [
+                ("import", "import s"), ("simulate", "first `simulate` s"),
+                ("grad", "first `value_and_grad` (default) s"),
+                ("grad_specialized", "then `value_and_grad(specialize=True)` s")])])
     text += "\n\nLoad average at the end " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + \
         f"; benchmark wall time {time.perf_counter() - t_start:.0f} s."
     print(text)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import os
 import platform
@@ -48,7 +47,6 @@ import re
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -61,7 +59,7 @@ import numba  # noqa: E402
 
 import cupyssa as cs  # noqa: E402
 import handwritten as hw  # noqa: E402
-from _report import write_section  # noqa: E402
+from _report import cold_and_warm, startup_table, write_section  # noqa: E402
 
 MODELS = {
     "dimerization": ("(a) reversible dimerization, 2 species, 2 reactions, T=50",
@@ -253,25 +251,8 @@ print(json.dumps({"import": t1 - t0, "first_simulate": t2 - t1, "first_specializ
 
 
 def startup_times():
-    """Cold (empty NUMBA_CACHE_DIR) and warm (populated cache) start-up, each in a new process
-    (the generated source of ``specialize=True`` goes to ``$NUMBA_CACHE_DIR/cupyssa`` too)."""
-    out = {}
-    with tempfile.TemporaryDirectory(prefix="cupyssa_numba_cache_") as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        env.pop("CUPYSSA_CACHE_DIR", None)
-        for kind in ("cold", "warm"):
-            t = time.perf_counter()
-            p = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
-                               text=True, cwd=tempfile.gettempdir())
-            wall = time.perf_counter() - t
-            if p.returncode:
-                out[kind] = {"error": p.stderr.strip().splitlines()[-1:]}
-                continue
-            d = json.loads(p.stdout.strip().splitlines()[-1])
-            d["process"] = wall
-            out[kind] = d
-        out["cache_files"] = sum(len(f) for _, _, f in os.walk(cache))
-    return out
+    """Cold (empty NUMBA_CACHE_DIR) and warm (populated cache) start-up, each in a new process."""
+    return cold_and_warm(_CHILD)
 
 
 # -- machine description ----------------------------------------------------------------------
@@ -606,16 +587,9 @@ def main(argv=None):
         md += ["Start-up (`import cupyssa` + `simulate(dimerization, n_trajectories=1)`, then the "
                "same with `specialize=True`, in a new process; cold: empty `NUMBA_CACHE_DIR`, "
                "warm: the cache the cold run wrote):", "",
-               "| | import s | first simulate s | first `specialize=True` simulate s | "
-               "whole process s |", "|---|---|---|---|---|"]
-        for kind in ("cold", "warm"):
-            d = startup[kind]
-            if "error" in d:
-                md.append(f"| {kind} compile | failed: {d['error']} | | | |")
-            else:
-                name = "cold compile" if kind == "cold" else "warm (cached) start-up"
-                md.append(f"| {name} | {d['import']:.2f} | {d['first_simulate']:.2f} "
-                          f"| {d['first_specialized']:.2f} | {d['process']:.2f} |")
+               *startup_table(startup, [("import", "import s"),
+                                        ("first_simulate", "first simulate s"),
+                                        ("first_specialized", "first `specialize=True` simulate s")])]
         md.append("")
     for r in results:
         md += [table(r), ""]

@@ -155,7 +155,7 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
         Trajectories per kernel call (memory/progress granularity; results do not depend on it).
     specialize : bool or None
         ``cpu`` backend: compile a network-specific event update (:mod:`cupyssa.specialize`) —
-        about 1.7-2.7x more events/s on small networks, for one compilation (5-15 s) the first
+        about 1.7-2.7x more events/s on small networks, for one compilation (10-30 s) the first
         time a network is used (cached on disk afterwards). Results are identical either way.
         ``None`` (default) decides per call: the update is used if it is already compiled in this
         process, or else when the generic kernel's time for the rest of the ensemble, projected

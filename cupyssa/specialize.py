@@ -11,7 +11,7 @@ reaction.
 
 Used by ``simulate(..., specialize=True)``. The source is kept in a file
 (:mod:`cupyssa.codegen`), so Numba caches the compiled family on disk like the shared one: the
-first use of a network compiles for 5-15 s (networks of up to ``MAX_SPECIALIZED_REACTIONS``
+first use of a network compiles for 10-30 s (networks of up to ``MAX_SPECIALIZED_REACTIONS``
 reactions), later processes load it in about a second.
 """
 
@@ -28,7 +28,7 @@ __all__ = ["fire_source", "fire_function", "MAX_SPECIALIZED_REACTIONS", "AUTO_SP
 MAX_SPECIALIZED_REACTIONS = 32
 #: ``simulate(specialize=None)`` compiles the update when the generic kernel's time for the rest
 #: of the ensemble, projected from a timed first chunk, exceeds this many seconds (a first
-#: compilation takes 5-15 s, later ones load from the disk cache; the update is 1.7-2.7x faster)
+#: compilation takes 10-30 s, later ones load from the disk cache; the update is 1.7-2.7x faster)
 AUTO_SPECIALIZE_SECONDS = 30.0
 #: networks up to this size may get a ``fire`` without a branch on the reaction (see
 #: :func:`_is_branchless`)

@@ -55,8 +55,26 @@ def combinatorial_factor(j, x, tab):
     return c
 
 
+def small_binomial(n, order):
+    """``C(n, order)`` for ``order <= 3``: the doubles of :func:`combinatorial_factor`'s loop
+    (``((1.0 n)(n - 1)) * 0.5`` is ``(n (n - 1)) * 0.5``: multiplying by 1.0 is exact)."""
+    if order == 1:
+        return n
+    if order == 2:
+        return (n * (n - 1.0)) * 0.5
+    if order == 3:
+        return ((n * (n - 1.0)) * (n - 2.0)) * INV_FACTORIAL[3]
+    return 1.0
+
+
 def propensity(j, x, theta, tab):
     """``a_j(x; theta)`` (float64)."""
+    k = tab.pair_law[j, 0]
+    if k >= 0:
+        # mass action in <= 2 species: k C(x_s0, o0) C(x_s1, o1), the product in the reactant order of
+        # combinatorial_factor (((1.0 c0) c1) = c0 c1), so the same doubles without the table walk
+        return theta[k] * (small_binomial(x[tab.pair_law[j, 1]] * 1.0, tab.pair_law[j, 2])
+                           * small_binomial(x[tab.pair_law[j, 3]] * 1.0, tab.pair_law[j, 4]))
     kind = tab.law_kind[j]
     if kind == MASS_ACTION:
         return theta[tab.law_param[j, 0]] * combinatorial_factor(j, x, tab)
@@ -104,6 +122,22 @@ def falling_ratio_derivative(n, order):
 def propensity_adjoint(j, x, theta, abar, xbar, gbar, with_x, tab):
     """Reverse-mode step through ``a_j(x; theta)``: add ``abar * da_j/dtheta`` to ``gbar [P]`` and,
     when ``with_x``, ``abar * da_j/dx`` (continuous extension) to ``xbar [S]``."""
+    k = tab.pair_law[j, 0]
+    if k >= 0:
+        # a = k c0 c1 in two species (see propensity), in the doubles of the general branch below:
+        # da/dk = c0 c1, da/dx_s0 = k c1 dc0/dx_s0 (the other factor is 1.0 when unused)
+        s0, o0, s1, o1 = tab.pair_law[j, 1], tab.pair_law[j, 2], tab.pair_law[j, 3], tab.pair_law[j, 4]
+        n0 = x[s0] * 1.0
+        n1 = x[s1] * 1.0
+        c0 = small_binomial(n0, o0)
+        c1 = small_binomial(n1, o1)
+        gbar[k] += abar * (c0 * c1)
+        if with_x:
+            if o0 > 0:
+                xbar[s0] += abar * theta[k] * c1 * falling_ratio_derivative(n0, o0)
+            if o1 > 0:
+                xbar[s1] += abar * theta[k] * c0 * falling_ratio_derivative(n1, o1)
+        return
     kind = tab.law_kind[j]
     if kind == MASS_ACTION:
         k = theta[tab.law_param[j, 0]]

@@ -161,3 +161,46 @@ def test_propensity_derivatives_match_finite_differences():
         fd = central_difference(lambda v: net.propensities(v, theta), x, s, h)
         np.testing.assert_allclose(gx[..., s], fd, rtol=1e-6, atol=1e-8)
     assert a.shape == (5, net.n_reactions)
+
+
+def test_kernel_mass_action_rows_match_the_reference_laws():
+    # The kernels evaluate mass action in at most two reactant species of order <= 3 from one
+    # dense row (NetworkTables.pair_law) and every other law by walking the reactant table; both
+    # must give the doubles of the vectorized reference (ratelaws), which the numpy backend uses
+    # and which the cpu/numpy identity of trajectories rests on. The adjoints (reverse sweep) are
+    # checked against the reference gradients to 1e-13 relative, as for the expression laws.
+    from cupyssa.kernels import cpu
+
+    net = cs.ReactionNetwork.from_string("""
+        0 -> A ; k0
+        A -> B ; k1
+        2 A -> C ; k2
+        A + B -> C ; k3
+        3 A -> B ; k4
+        A + 2 B -> C ; k5
+        2 A + 3 B -> C ; k6
+        A + B + C -> A ; k7
+        4 A -> B ; k8
+        B -> A ; hill(A, v, K, n)
+    """)
+    theta = np.array([0.5, 1.5, 0.01, 0.02, 1e-3, 2e-3, 1e-4, 3e-3, 1e-5, 4.0, 5.0, 2.0])
+    pair = net.tables.pair_law
+    # rows: the rate slot, then (species, order) pairs; -1 = the general table walk
+    assert pair[:8, 0].tolist() == [0, 1, 2, 3, 4, 5, 6, -1]
+    assert pair[4].tolist() == [4, 0, 3, 0, 0] and pair[6].tolist() == [6, 0, 2, 1, 3]
+    assert pair[8, 0] == -1 and pair[9, 0] == -1  # order 4; not mass action
+    family = cpu.default
+    for state in ([0, 0, 0], [1, 0, 2], [2, 1, 1], [3, 2, 0], [17, 40, 5], [1000, 999, 3]):
+        x = np.array(state, dtype=np.int64)
+        for j, r in enumerate(net.reactions):
+            want = r.law.evaluate(x.reshape(1, -1), theta.reshape(1, -1))[0]
+            assert family.propensity(j, x, theta, net.tables) == want, (j, state)
+            xbar, gbar = np.zeros(net.n_species), np.zeros(net.n_parameters)
+            family.propensity_adjoint(j, x, theta, 2.0, xbar, gbar, True, net.tables)
+            want_x, want_t = np.zeros_like(xbar), np.zeros_like(gbar)
+            for s, d in r.law.grad_x(x, theta):
+                want_x[s] += 2.0 * d
+            for p, d in r.law.grad_theta(x, theta):
+                want_t[p] += 2.0 * d
+            np.testing.assert_allclose(xbar, want_x, rtol=1e-13, atol=0, err_msg=f"R{j} {state}")
+            np.testing.assert_allclose(gbar, want_t, rtol=1e-13, atol=0, err_msg=f"R{j} {state}")

@@ -19,7 +19,8 @@ from .trajectory import simulate_trajectory
 DEVICE_FUNCTIONS = [
     philox.philox4x32, philox.words_to_uniform, philox.uniform_pair, philox.uniform_block,
     propensity.expression_propensity, propensity.neural_activation,
-    propensity.combinatorial_factor, propensity.small_binomial, propensity.propensity,
+    propensity.combinatorial_factor, propensity.small_binomial,
+    propensity.small_binomial_derivative, propensity.propensity,
     trajectory.event_trigger, trajectory.cumulate, trajectory.select_reaction, trajectory.sum_below,
     trajectory.fire, trajectory.first_invalid, trajectory.all_propensities, trajectory.window_cdf,
     trajectory.window_density, trajectory.simulate_trajectory,

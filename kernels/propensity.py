@@ -67,6 +67,18 @@ def small_binomial(n, order):
     return 1.0
 
 
+def small_binomial_derivative(n, order):
+    """``d/dn C(n, order)`` for ``order <= 3``: the doubles of :func:`falling_ratio_derivative`'s
+    loop (its sum over ``q`` of ``prod_{r != q} (n - r)``, in the same order, over ``order!``)."""
+    if order == 1:
+        return 1.0
+    if order == 2:
+        return ((n - 1.0) + n) / 2.0
+    if order == 3:
+        return (((n - 1.0) * (n - 2.0) + n * (n - 2.0)) + n * (n - 1.0)) / 6.0
+    return 0.0
+
+
 def propensity(j, x, theta, tab):
     """``a_j(x; theta)`` (float64)."""
     k = tab.pair_law[j, 0]
@@ -134,9 +146,9 @@ def propensity_adjoint(j, x, theta, abar, xbar, gbar, with_x, tab):
         gbar[k] += abar * (c0 * c1)
         if with_x:
             if o0 > 0:
-                xbar[s0] += abar * theta[k] * c1 * falling_ratio_derivative(n0, o0)
+                xbar[s0] += abar * theta[k] * c1 * small_binomial_derivative(n0, o0)
             if o1 > 0:
-                xbar[s1] += abar * theta[k] * c0 * falling_ratio_derivative(n1, o1)
+                xbar[s1] += abar * theta[k] * c0 * small_binomial_derivative(n1, o1)
         return
     kind = tab.law_kind[j]
     if kind == MASS_ACTION:

@@ -96,19 +96,26 @@ def raise_failure(network, status, seg, max_steps, fail_reaction=None, allowed=(
 
 
 def _specialization(specialize, backend, network, driver, n, chunk):
-    """``(specialize now, pilot size)`` for ``simulate``: a nonzero pilot size means that
-    ``specialize=None`` has yet to decide, on generic pilot chunks of that many trajectories."""
+    """``(specialize now, pilot size, budget)`` for ``simulate``: a nonzero pilot size means that
+    ``specialize=None`` has yet to decide, on generic pilot chunks of that many trajectories,
+    whether the rest of the ensemble is projected to take more than ``budget`` seconds."""
     if specialize is not None:
-        return bool(specialize), 0
+        return bool(specialize), 0, 0.0
     if (backend != "cpu" or driver is not None
             or network.n_reactions > _specialize_module.MAX_SPECIALIZED_REACTIONS):
-        return False, 0
-    from .backends.cpu import is_compiled
+        return False, 0, 0.0
+    from .backends.cpu import is_compiled, is_disk_cached
 
     if is_compiled(network, specialize=True):
-        return True, 0
+        return True, 0, 0.0
     pilot = min(chunk, max(_PILOT_MIN, -(-n // _PILOT_FRACTION)))
-    return False, pilot if pilot < n else 0  # a pilot of the whole ensemble decides nothing
+    if pilot >= n:
+        return False, 0, 0.0  # a pilot of the whole ensemble decides nothing
+    # a compilation pays for long runs only; a load from the disk cache for all but short ones
+    budget = (_specialize_module.AUTO_SPECIALIZE_CACHED_SECONDS
+              if is_disk_cached(network, specialize=True)
+              else _specialize_module.AUTO_SPECIALIZE_SECONDS)
+    return False, pilot, budget
 
 
 def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
@@ -159,9 +166,10 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
         time a network is used (cached on disk afterwards). Results are identical either way.
         ``None`` (default) decides per call: the update is used if it is already compiled in this
         process, or else when the generic kernel's time for the rest of the ensemble, projected
-        from a first chunk, exceeds ``cupyssa.specialize.AUTO_SPECIALIZE_SECONDS`` (30 s;
-        networks of up to 32 reactions without events). ``False`` never compiles it; ``True``
-        always does.
+        from a first chunk, exceeds ``cupyssa.specialize.AUTO_SPECIALIZE_SECONDS`` (30 s), or
+        ``AUTO_SPECIALIZE_CACHED_SECONDS`` (1 s) when an earlier process left it compiled in
+        the disk cache (networks of up to 32 reactions without events). ``False`` never
+        compiles it; ``True`` always does.
 
     Returns
     -------
@@ -205,7 +213,7 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
     chunk = chunk_size or max(1, min(n, _CHUNK_CELLS // max(1, T * S)))
     if progress and chunk_size is None:
         chunk = min(chunk, max(256, -(-n // 50)))  # about 50 updates of the bar
-    special, pilot = _specialization(specialize, backend, network, driver, n, chunk)
+    special, pilot, budget = _specialization(specialize, backend, network, driver, n, chunk)
     if pilot:
         from .backends.cpu import compiled_signatures
     bar = tqdm(total=n, unit="traj", disable=not progress, desc=f"simulate [{backend}]")
@@ -229,7 +237,6 @@ def simulate(model: ReactionNetwork | Model, x0=None, t_eval=None, params=None,
             # a pilot chunk that compiled (or loaded) the generic kernel is not timed: the next is
             if pilot and compiled_signatures(network) == signatures:
                 per_trajectory = (time.perf_counter() - clock) / (rows.stop - rows.start)
-                budget = _specialize_module.AUTO_SPECIALIZE_SECONDS
                 special = per_trajectory * (n - rows.stop) > budget
                 pilot = 0
             start = rows.stop

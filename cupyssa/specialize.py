@@ -21,7 +21,8 @@ from .codegen import load_function
 from .errors import NetworkError
 from .kernels import codes
 
-__all__ = ["fire_source", "fire_function", "MAX_SPECIALIZED_REACTIONS", "AUTO_SPECIALIZE_SECONDS"]
+__all__ = ["fire_source", "fire_function", "MAX_SPECIALIZED_REACTIONS", "AUTO_SPECIALIZE_SECONDS",
+           "AUTO_SPECIALIZE_CACHED_SECONDS"]
 
 #: beyond this many reactions the generated branch table, inlined into the trajectory loop, takes
 #: LLVM minutes to compile (measured: 16 reactions ~15-50 s, 94 reactions > 7 min)
@@ -30,6 +31,9 @@ MAX_SPECIALIZED_REACTIONS = 32
 #: of the ensemble, projected from a timed first chunk, exceeds this many seconds (a first
 #: compilation takes 10-30 s, later ones load from the disk cache; the update is 1.7-2.7x faster)
 AUTO_SPECIALIZE_SECONDS = 30.0
+#: the same, when an earlier process left the compiled update in Numba's disk cache: loading it
+#: takes well under a second, so it pays for any ensemble that is not tiny
+AUTO_SPECIALIZE_CACHED_SECONDS = 1.0
 #: networks up to this size may get a ``fire`` without a branch on the reaction (see
 #: :func:`_is_branchless`)
 BRANCHLESS_MAX_REACTIONS = 8

@@ -339,10 +339,14 @@ def test_state_arrays_reach_the_kernel_c_contiguous():
     assert all(sig[0].layout == "C" for sig in default.simulate_batch.signatures)
 
 
-def test_automatic_specialization_decides_on_a_timed_pilot_with_identical_results(monkeypatch):
+def test_automatic_specialization_decides_on_a_timed_pilot_with_identical_results(monkeypatch,
+                                                                                tmp_path):
     """``specialize=None``: generic pilot chunks until one ran without compiling, then the
-    specialized update if the projected rest exceeds ``AUTO_SPECIALIZE_SECONDS``, or from the
-    start once it is compiled in the process; the trajectories are those of either kernel."""
+    specialized update if the projected rest exceeds ``AUTO_SPECIALIZE_SECONDS`` (or
+    ``AUTO_SPECIALIZE_CACHED_SECONDS`` when an earlier process left it in Numba's disk cache), or
+    from the start once it is compiled in the process; the trajectories are those of either
+    kernel."""
+    import numba
     from cupyssa import specialize
     from cupyssa.backends import cpu as cpu_backend
 
@@ -363,17 +367,36 @@ def test_automatic_specialization_decides_on_a_timed_pilot_with_identical_result
     generic = cs.simulate(net, specialize=False, **args)
     assert set(used) == {False}
     used.clear()
+    # never worth it: generic throughout, pilot chunks first (whatever the disk cache holds)
     monkeypatch.setattr(specialize, "AUTO_SPECIALIZE_SECONDS", np.inf)
-    cs.simulate(net, **args)  # never worth it: generic throughout, pilot chunks first
+    monkeypatch.setattr(specialize, "AUTO_SPECIALIZE_CACHED_SECONDS", np.inf)
+    cs.simulate(net, **args)
     assert set(used) == {False} and not cpu_backend.is_compiled(net, specialize=True)
+    # a family built over an empty cache directory finds nothing to load, and stays unbuilt
+    with monkeypatch.context() as m:
+        m.setattr(numba.config, "CACHE_DIR", str(tmp_path))
+        assert not cpu_backend.is_disk_cached(net, specialize=True)
+    assert not cpu_backend.is_compiled(net, specialize=True)
     used.clear()
     monkeypatch.setattr(specialize, "AUTO_SPECIALIZE_SECONDS", 0.0)
+    monkeypatch.setattr(specialize, "AUTO_SPECIALIZE_CACHED_SECONDS", 0.0)
     auto = cs.simulate(net, **args)  # always worth it: one timed generic pilot, then specialized
     assert used[0] is False and used[-1] is True
     np.testing.assert_array_equal(auto.states, generic.states)
     np.testing.assert_array_equal(auto.n_events, generic.n_events)
     used.clear()
     monkeypatch.setattr(specialize, "AUTO_SPECIALIZE_SECONDS", np.inf)
+    monkeypatch.setattr(specialize, "AUTO_SPECIALIZE_CACHED_SECONDS", np.inf)
     again = cs.simulate(net, **args)  # compiled now: used from the first trajectory
     assert used and set(used) == {True}
     np.testing.assert_array_equal(again.states, generic.states)
+    # a later process (no family built yet) finds the update in the disk cache: a pilot decides
+    # against AUTO_SPECIALIZE_CACHED_SECONDS, since using it costs a load, not a compilation
+    monkeypatch.setattr(cpu_backend, "_FAMILIES", {})
+    assert not cpu_backend.is_compiled(net, specialize=True)
+    used.clear()
+    monkeypatch.setattr(specialize, "AUTO_SPECIALIZE_CACHED_SECONDS", 0.0)
+    loaded = cs.simulate(net, **args)
+    assert used[0] is False and used[-1] is True
+    assert cpu_backend.is_compiled(net, specialize=True)
+    np.testing.assert_array_equal(loaded.states, generic.states)

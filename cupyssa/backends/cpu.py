@@ -50,6 +50,27 @@ def is_compiled(network, specialize=False) -> bool:
     return not generated or key in _FAMILIES
 
 
+def is_disk_cached(network, specialize=True) -> bool:
+    """Whether Numba's disk cache holds compiled code of this family's batch kernel for the
+    current kernel sources (written by an earlier process): using the family then costs a load
+    from disk, not a compilation. Reads Numba's cache index and compiles nothing; a family found
+    cached counts as ready for :func:`is_compiled` from then on."""
+    generated, cacheable, key = _family_parts(network, specialize)
+    if not cacheable:
+        return False
+    family = _FAMILIES.get(key) or (cpu.build(cache=True, replace=generated) if generated
+                                    else cpu.default)
+    try:
+        # numba.core.caching.IndexDataCacheFile: empty when missing, written by another Numba
+        # version, or stale (the kernel source's stamp changed)
+        cached = bool(family.simulate_batch._cache._cache_file._load_index())
+    except (AttributeError, OSError, EOFError, ValueError, TypeError):
+        return False  # Numba's internals moved: decide as for an uncompiled family
+    if cached and generated:
+        _FAMILIES.setdefault(key, family)
+    return cached
+
+
 _FAMILIES: dict = {}
 
 

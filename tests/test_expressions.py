@@ -8,7 +8,7 @@ exact: the compiled kernel and the NumPy reference perform the same floating-poi
 
 import numpy as np
 import pytest
-from conftest import central_difference
+from conftest import assert_kernel_adjoints_match, central_difference
 
 import cupyssa as cs
 from cupyssa import NetworkError, ParseError, ReactionNetwork, SimulationError
@@ -197,17 +197,7 @@ def test_kernel_adjoint_matches_vectorized_gradients(net):
     family = kernels_for(net)
     theta = net.parameter_vector()
     for state in ([0, 3], [15, 0], [50, 7]):
-        x = np.array(state, dtype=np.int64)
-        for j, r in enumerate(net.reactions):
-            xbar, gbar = np.zeros(net.n_species), np.zeros(net.n_parameters)
-            family.propensity_adjoint(j, x, theta, 2.0, xbar, gbar, True, net.tables)
-            want_x, want_t = np.zeros_like(xbar), np.zeros_like(gbar)
-            for s, d in r.law.grad_x(x, theta):
-                want_x[s] += 2.0 * d
-            for p, d in r.law.grad_theta(x, theta):
-                want_t[p] += 2.0 * d
-            np.testing.assert_allclose(xbar, want_x, rtol=1e-13, atol=0, err_msg=f"R{j} {state}")
-            np.testing.assert_allclose(gbar, want_t, rtol=1e-13, atol=0, err_msg=f"R{j} {state}")
+        assert_kernel_adjoints_match(family, net, np.array(state, dtype=np.int64), theta)
 
 
 def test_expression_parameters_may_be_negative():

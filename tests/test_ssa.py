@@ -375,6 +375,7 @@ def test_automatic_specialization_decides_on_a_timed_pilot_with_identical_result
     # a family built over an empty cache directory finds nothing to load, and stays unbuilt
     with monkeypatch.context() as m:
         m.setattr(numba.config, "CACHE_DIR", str(tmp_path))
+        m.setattr(cpu_backend, "_PROBED", {})  # the probe's family reads tmp_path: drop it after
         assert not cpu_backend.is_disk_cached(net, specialize=True)
     assert not cpu_backend.is_compiled(net, specialize=True)
     used.clear()

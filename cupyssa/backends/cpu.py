@@ -31,7 +31,7 @@ def kernels_for(network, specialize=False):
     if not generated:
         return cpu.default
     if key not in _FAMILIES:
-        _FAMILIES[key] = cpu.build(cache=cacheable, replace=generated)
+        _FAMILIES[key] = _PROBED.pop(key, None) or cpu.build(cache=cacheable, replace=generated)
     return _FAMILIES[key]
 
 
@@ -58,8 +58,14 @@ def is_disk_cached(network, specialize=True) -> bool:
     generated, cacheable, key = _family_parts(network, specialize)
     if not cacheable:
         return False
-    family = _FAMILIES.get(key) or (cpu.build(cache=True, replace=generated) if generated
-                                    else cpu.default)
+    if not generated:
+        family = cpu.default
+    elif key in _FAMILIES:
+        family = _FAMILIES[key]
+    else:
+        if key not in _PROBED:  # built once per process (a few ms), then kept for kernels_for
+            _PROBED[key] = cpu.build(cache=True, replace=generated)
+        family = _PROBED[key]
     try:
         # numba.core.caching.IndexDataCacheFile: empty when missing, written by another Numba
         # version, or stale (the kernel source's stamp changed)
@@ -67,11 +73,14 @@ def is_disk_cached(network, specialize=True) -> bool:
     except (AttributeError, OSError, EOFError, ValueError, TypeError):
         return False  # Numba's internals moved: decide as for an uncompiled family
     if cached and generated:
-        _FAMILIES.setdefault(key, family)
+        _FAMILIES.setdefault(key, _PROBED.pop(key, family))
     return cached
 
 
 _FAMILIES: dict = {}
+#: families built by is_disk_cached and not found in the disk cache: not ready (is_compiled), but
+#: not built again at every simulate call that asks
+_PROBED: dict = {}
 
 
 def simulate_segment(network, seg, t_stop, t_eval, seed, max_steps, specialize=False):

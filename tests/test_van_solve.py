@@ -21,14 +21,19 @@ def small_toggle():
     return models.toggle_switch(rho=3.0, sb=0.1, su=0.2), {"Gx": 2, "Gy": 2, "Px": 12, "Py": 12}
 
 
-@pytest.mark.parametrize("sampling", ["enumerate", "tempered"])
-def test_toggle_switch_tdvp_matches_fsp(sampling):
+@pytest.mark.parametrize("sampling, species_order", [
+    ("enumerate", None), ("tempered", None),
+    # the interleaved factorization order: the solution's columns follow it
+    ("tempered", ("Gx", "Px", "Gy", "Py"))])
+def test_toggle_switch_tdvp_matches_fsp(sampling, species_order):
     model, caps = small_toggle()
     t = np.array([0.0, 0.5, 1.0])
     ref = fsp(model, t_eval=t, bounds={s: c - 1 for s, c in caps.items()})
     assert ref.lost[-1] < 1e-4
     sol = solve(model, t_eval=t, method="tdvp", caps=caps, sampling=sampling, n_samples=400,
-                hidden=16, dt=0.02, seed=1)
+                hidden=16, dt=0.02, seed=1, species_order=species_order)
+    assert sol.species == (species_order or model.network.species)
+    assert sol.caps.tolist() == [caps[s] for s in sol.species]
     for k in (1, 2):
         for s in ("Px", "Py", "Gx", "Gy"):
             assert hellinger(sol.marginal(s, k), ref.marginal(s, k)) <= 0.02, (s, k)
@@ -163,6 +168,95 @@ def test_local_energy_orders_match_the_generator():
     np.testing.assert_allclose(E, W @ p / p, rtol=1e-9, atol=1e-9 * np.abs(E).max())
     np.testing.assert_allclose(E2, W @ (W @ p) / p, rtol=1e-9, atol=1e-9 * np.abs(E2).max())
     np.testing.assert_allclose(local_energy(ar, net, theta, X), E, rtol=0, atol=0)
+
+
+def test_local_energy_in_another_species_order():
+    # E(n) of a distribution is a property of the chain, not of how its states are written:
+    # with the columns permuted (a 3-cycle of the 4 toggle species, whose reactions are not
+    # symmetric under it) E must be the same numbers state by state.
+    from cupyssa.cme import NADE
+    from cupyssa.cme.autoregressive import AutoregressiveModel
+    from cupyssa.cme.van import ReorderedNetwork, local_energy
+
+    m = models.toggle_switch(rho=3.0, sb=0.1, su=0.2)
+    net, theta = m.network, m.network.parameter_vector(m.params)
+    caps = np.array([2, 2, 5, 5])
+    ar = NADE(caps, hidden=4, rng=np.random.default_rng(3), init_scale=1.0)
+    columns = np.array([2, 0, 3, 1])
+
+    class Permuted(AutoregressiveModel):
+        """``ar`` with its columns written in the order ``columns``."""
+
+        def log_prob(self, n):
+            return ar.log_prob(np.asarray(n)[:, np.argsort(columns)])
+
+    X = ar.enumerate_states()
+    E = local_energy(ar, net, theta, X)
+    E_perm = local_energy(Permuted(caps[columns]), ReorderedNetwork(net, columns), theta,
+                          X[:, columns])
+    np.testing.assert_allclose(E_perm, E, rtol=1e-12, atol=1e-12 * np.abs(E).max())
+
+
+def test_species_order_errors():
+    model, caps = small_toggle()
+    kw = dict(t_eval=[0.0, 0.1], caps=caps, n_samples=50, hidden=2, dt=0.05)
+    with pytest.raises(VANError, match="unknown species"):
+        solve(model, species_order=("Gx", "Gy", "Px", "Q"), **kw)
+    with pytest.raises(VANError, match="exactly once"):
+        solve(model, species_order=("Gx", "Gy", "Px"), **kw)
+
+
+def test_step_check_measures_the_step_out_of_sample():
+    # Enumerated states and one species: the fit sees every state, so the step is right out of
+    # sample up to the curvature of log-softmax in theta: eta = O(h) << 1, nothing rejected.
+    # A step that does not move scores exactly 1 (d = 0 leaves r = -tau); the good step taken
+    # backwards scores 2 up to O(h) (d = -tau + O(h^2) leaves r = -2 tau).
+    from cupyssa.cme.van import CMEProblem, ReorderedNetwork, VANOptions, _batch, _fit, step_error
+
+    model, caps = _immigration_death()
+    t = [0.0, 0.2]
+    sol = solve(model, t_eval=t, caps=caps, sampling="enumerate", hidden=4, dt=0.02, seed=0,
+                step_check=0.5)
+    assert sol.stats["n_rejected"] == 0 and sol.stats["n_unresolved"] == 0
+    assert len(sol.stats["step_errors"]) == sol.stats["steps"]
+    assert sol.stats["step_error_max"] < 0.05
+    ar = sol.distribution(1)
+    opts = VANOptions(sampling="tempered", n_samples=200)
+    net = model.network
+    prob = CMEProblem(ReorderedNetwork(net, [0]), np.array([0]),
+                      net.parameter_vector(model.params), ar.caps)
+    rng = np.random.default_rng(0)
+    batch = _batch(ar, ar, prob, opts, prob.theta, rng, None)
+    assert step_error(ar, ar, batch, 0.01, opts) == 1.0
+    moved = ar.copy()
+    _fit(moved, ar, batch, 1e-3, opts, rng, prob, prob.theta, None, None, {"n_clamped": 0})
+    fresh = _batch(ar, ar, prob, opts, prob.theta, rng, None)
+    assert step_error(moved, ar, fresh, 1e-3, opts) < 0.05
+    backwards = ar.copy()
+    backwards.theta = 2 * ar.theta - moved.theta
+    assert step_error(backwards, ar, fresh, 1e-3, opts) == pytest.approx(2.0, abs=0.05)
+
+
+def test_step_check_rejects_and_halves():
+    # A tolerance no step can meet: the step is halved the maximum number of times (6), then
+    # accepted and counted as unresolved. (A broad start: under a point mass all of P_t sits on
+    # one state, where no change can be measured.)
+    from cupyssa.cme.van import CMEProblem, ReorderedNetwork, VANOptions, _step
+
+    model, caps = _immigration_death()
+    sol = solve(model, t_eval=[0.0, 1e-9], caps=caps, n_samples=50, hidden=2, init_width=2.0)
+    ar = sol.distribution(0)
+    net = model.network
+    prob = CMEProblem(ReorderedNetwork(net, [0]), np.array([0]),
+                      net.parameter_vector(model.params), ar.caps)
+    opts = VANOptions(n_samples=50, sampling="tempered", step_check=1e-9)
+    stats = {"n_clamped": 0, "n_rejected": 0, "n_unresolved": 0, "step_errors": []}
+    h = _step(ar, prob, opts, 0.0, 1e-6, np.random.default_rng(0), None, None, stats)
+    assert h == 1e-6 / 64
+    assert stats["n_rejected"] == 6 and stats["n_unresolved"] == 1
+    assert len(stats["step_errors"]) == 1 and stats["step_errors"][0] > 1e-9
+    with pytest.raises(VANError, match="step_check"):
+        solve(model, t_eval=[0.0, 0.05], caps=caps, step_check=0.0)
 
 
 def test_blas_threads_option():

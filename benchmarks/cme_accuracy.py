@@ -131,7 +131,8 @@ def toggle(args):
     print(f"absorbing FSP lost mass at {times}: {ab.lost[1:]}")
     _vs_exact("toggle switch", m, times, ("Px", "Py"), 0.02, args, method=args.method,
               hidden=args.hidden or 32, n_samples=args.samples or 1000, dt=args.dt or 0.02,
-              eps=args.eps, alpha=args.alpha, init_width=args.init_width, seed=args.seed)
+              eps=args.eps, alpha=args.alpha, init_width=args.init_width, seed=args.seed,
+              step_check=args.step_check)
 
 
 def schlogl2(args):
@@ -139,7 +140,8 @@ def schlogl2(args):
     times = [0.1, 0.5, 1.0] if args.full else [0.1]
     _vs_exact("2-site Schlögl", m, times, ("X0", "X1"), 0.015, args, method=args.method,
               hidden=args.hidden or 32, n_samples=args.samples or 800, dt=args.dt or 1e-3,
-              eps=args.eps, alpha=args.alpha, init_width=args.init_width, seed=args.seed)
+              eps=args.eps, alpha=args.alpha, init_width=args.init_width, seed=args.seed,
+              step_check=args.step_check)
 
 
 def _vs_ssa(name, m, T, species, args, **kw):
@@ -195,6 +197,9 @@ def main(argv=None):
                          "2-site Schlögl flux into the low state, see RESULTS.md")
     ap.add_argument("--seed", type=int, default=0, help="seed of the solves (toggle, schlogl2)")
     ap.add_argument("--init-width", type=float, default=0.2)
+    ap.add_argument("--step-check", type=float, default=None,
+                    help="solve(step_check=...): redo steps whose out-of-sample error exceeds it "
+                         "(toggle, schlogl2)")
     ap.add_argument("--rare-samples", type=int, default=1000)
     ap.add_argument("--rare-eps", type=float, default=0.5)
     ap.add_argument("--rare-courant", type=float, default=0.2)

@@ -33,7 +33,8 @@ def main():
             h = np.sqrt(0.5 * np.sum((np.sqrt(p) - np.sqrt(q)) ** 2))
             print(f"t={t:5.2f} {s}: mean VAN {p @ np.arange(len(p)):7.3f}  FSP "
                   f"{q @ np.arange(len(q)):7.3f}  Hellinger {h:.4f}")
-    both_high = sol.region_probability(lambda n: (n[:, 1] > 5) & (n[:, 3] > 5), len(times) - 1)
+    px, py = sol.species.index("Px"), sol.species.index("Py")  # the solution's columns
+    both_high = sol.region_probability(lambda n: (n[:, px] > 5) & (n[:, py] > 5), len(times) - 1)
     print(f"P(Px > 5 and Py > 5) at t = {times[-1]}: {both_high.probability:.4f} "
           f"(ESS {both_high.ess:.0f}, khat {both_high.khat:.2f})")
 

@@ -283,7 +283,8 @@ def _draw(model, opts, rng, enumerated):
     if opts.sampling == "enumerate":
         n = enumerated
         lp = model.log_prob(n)
-        w = np.exp(opts.alpha * (lp - lp.max()))
+        lpa = lp * opts.alpha
+        w = np.exp(lpa - lpa.max())
         p = np.exp(lp - lp.max())
         return n, w / w.sum(), {"p_weights": p / p.sum()}
     if opts.sampling == "tempered":

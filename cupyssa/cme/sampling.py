@@ -33,7 +33,11 @@ def _gpd_fit(x):
     b = b / (3.0 * x[int(n / 4 + 0.5) - 1]) + 1.0 / x[-1]
     k = np.log1p(-b[:, None] * x).mean(axis=1)
     L = n * (np.log(-b / k) - k - 1.0)
-    w = 1.0 / np.exp(L - L[:, None]).sum(axis=1)
+    # posterior weights of the grid points, w_j = exp(L_j) / sum_i exp(L_i), as a softmax: the
+    # profile log-likelihoods L (n times a per-exceedance term) of a long tail differ by far
+    # more than 709, where the ratios exp(L_i - L_j) overflow
+    w = np.exp(L - L.max())
+    w /= w.sum()
     keep = w >= 10 * np.finfo(float).eps
     w, b = w[keep] / w[keep].sum(), b[keep]
     b_post = np.sum(b * w)

@@ -79,6 +79,7 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
           damping: float = 1e-4, courant: float = 0.2, step_check: float | None = None,
           sampling: str = "tempered",
           alpha: float = 0.5, eps: float = 0.02, reweight: bool = False, order: int = 1,
+          integrator: str = "euler",
           initial: Callable | None = None,
           init_width: float = 0.2, init_iter: int = 200, params_at: Callable | None = None,
           n_output_samples: int = 10_000, checkpoint: str | None = None,
@@ -110,7 +111,12 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     dt : largest time step (the step is also limited by ``courant / q99(|E|)``)
     n_samples : samples per step / iteration
     n_iter, lr : iterations per step and step size (defaults: tdvp 1, 1; natgrad 3, 1; adam
-        20, 1e-2)
+        20, 1e-2). For ``tdvp``, ``n_iter > 1`` iterates the step's fit Gauss-Newton fashion on
+        the same samples and target (``lr`` is not used): it removes the drift of the one-solve
+        (explicit Euler) step in parameter space, which shows when the samples are many
+        (toggle switch from the exact law at t = 5, 1,600 samples: 0.05-0.09 Hellinger at
+        t = 10 with one solve, 0.017 / 0.027 with ``n_iter=2``); each iteration costs a
+        Jacobian and a solve, no local energy.
     damping : relative Fisher damping ``lambda / (mean eigenvalue)``
     step_check : float, optional
         Check every step on a fresh batch: its out-of-sample error ``eta``
@@ -133,6 +139,15 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     order : Taylor order of the step target, 1 (Euler, ``1 + h E``) or 2 (``1 + h E + h^2 E2 / 2``,
         see :func:`cupyssa.cme.van.local_energy`; ``K`` times the work per step, and much
         smaller time-discretization error in far tails: use it for rare events)
+    integrator : {"euler", "heun"}
+        How a ``tdvp`` step moves the network parameters (:mod:`cupyssa.cme.van`): ``"euler"``
+        (default) fits the step at ``theta_t``; ``"heun"`` fits it again from that Euler point,
+        with the local energy there, and averages (~1.4x the time per step). Heun damps
+        the drift that Euler steps accumulate over long times: toggle switch from the exact law
+        at t = 5 with 1,600 samples, Hellinger at t = 10 0.012 / 0.006 / 0.006 (three seeds)
+        instead of 0.048 / 0.086 (two). It is not second order in time, and where the network
+        can represent any law (one species, all states enumerated) its error is 1.3-1.5x
+        Euler's.
     initial : callable ``log_p0(states [N, S]) -> [N]`` (columns in the network's order), optional
         A user initial distribution, fitted by natural gradient (``init_iter`` iterations).
     init_width : width of the smoothed point mass ``p_i(m) ∝ exp(-|m - x0_i| / init_width)``
@@ -197,7 +212,7 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
                       n_iter=d_iter if n_iter is None else n_iter, lr=d_lr if lr is None else lr,
                       damping=damping, courant=courant, step_check=step_check,
                       sampling=sampling, alpha=alpha, eps=eps,
-                      reweight=reweight, order=order,
+                      reweight=reweight, order=order, integrator=integrator,
                       checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
                       seed=seed, callback=callback)
     opts.validate()

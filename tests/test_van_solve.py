@@ -33,6 +33,8 @@ def test_toggle_switch_tdvp_matches_fsp(sampling, species_order):
     sol = solve(model, t_eval=t, method="tdvp", caps=caps, sampling=sampling, n_samples=400,
                 hidden=16, dt=0.02, seed=1, species_order=species_order)
     assert sol.species == (species_order or model.network.species)
+    if sampling == "tempered":  # the proposal's effective sample size is reported
+        assert 0 < sol.stats["min_ess"] <= 400
     assert sol.caps.tolist() == [caps[s] for s in sol.species]
     for k in (1, 2):
         for s in ("Px", "Py", "Gx", "Gy"):

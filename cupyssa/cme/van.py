@@ -391,7 +391,27 @@ def step_error(model, frozen, batch, h, opts) -> float:
 
 
 def _fit(model, frozen, batch, h, opts, rng, prob, rates, enumerated, adam, stats):
-    """Move ``model`` (at ``theta_t`` on entry) towards the step target of size ``h``."""
+    """Move ``model`` (at ``theta_t`` on entry) towards the step target of size ``h``.
+
+    ``integrator="heun"``: the first stage reaches the Euler point ``theta_1``; the second makes
+    the same fit from ``theta_1``, with ``log P`` and ``E`` of ``P_{theta_1}`` on the first
+    stage's samples and weights, reaching ``theta_2``; the step is the mean of the two stages'
+    steps, ``theta_t + ((theta_1 - theta_t) + (theta_2 - theta_1)) / 2 = (theta_t + theta_2) / 2``.
+    """
+    _fit_stage(model, frozen, batch, h, opts, rng, prob, rates, enumerated, adam, stats)
+    if opts.integrator == "heun":
+        n, w, info = batch[:3]
+        euler_point = model.copy()
+        lp = euler_point.log_prob(n)
+        EE = local_energy(euler_point, prob.network, rates, n, lp, order=opts.order)
+        _fit_stage(model, euler_point, (n, w, info, lp, EE), h, opts, rng, prob, rates,
+                   enumerated, adam, stats)
+        model.theta = 0.5 * (frozen.theta + model.theta)
+
+
+def _fit_stage(model, frozen, batch, h, opts, rng, prob, rates, enumerated, adam, stats):
+    """One fit of ``model`` to ``log P_frozen + log(1 + h E)`` of ``batch`` (``opts.n_iter``
+    iterations: fresh batches for natgrad and adam, Gauss-Newton on the same batch for tdvp)."""
     n, w, info, lp_frozen, EE = batch
     log_target = lp_frozen + _log_target_change(EE, h, opts, stats)
     for it in range(opts.n_iter):
@@ -415,28 +435,9 @@ def _fit(model, frozen, batch, h, opts, rng, prob, rates, enumerated, adam, stat
         else:
             delta, _ = natural_direction(J, f, w, opts.damping)
             model.theta -= (1.0 if opts.method == "tdvp" else opts.lr) * delta
-    if opts.integrator == "heun":
-        _heun_stage(model, frozen, n, w, h, opts, prob, rates)
         if "ess" in info:
             stats["min_ess"] = min(stats.get("min_ess", np.inf), info["ess"])
             stats["max_khat"] = max(stats.get("max_khat", -np.inf), info["khat"])
-
-
-def _heun_stage(model, frozen, n, w, h, opts, prob, rates):
-    """Heun's second stage: ``model`` holds the Euler point ``theta_1`` (``frozen``: ``theta_t``);
-    the same TDVP fit (``opts.n_iter`` solves) is made from ``theta_1`` with ``E`` and ``log P`` of
-    ``P_{theta_1}`` on the first stage's samples ``n`` and weights ``w``, reaching ``theta_2``.
-    The step is the mean of the two stages' steps, ``theta_t + ((theta_1 - theta_t) +
-    (theta_2 - theta_1)) / 2 = (theta_t + theta_2) / 2``."""
-    start = model.copy()  # theta_1
-    lp_start = start.log_prob(n)
-    log_target = lp_start + _log_target_change(
-        local_energy(start, prob.network, rates, n, lp_start, order=opts.order), h, opts)
-    for _ in range(opts.n_iter):
-        lp, J = model.log_prob_and_jacobian(n)
-        delta, _ = natural_direction(J, lp - log_target, w, opts.damping)
-        model.theta -= delta
-    model.theta = 0.5 * (frozen.theta + model.theta)
 
 
 #: at most this many halvings of a step that fails ``step_check``

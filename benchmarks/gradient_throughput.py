@@ -109,20 +109,21 @@ def _cpu_now():
     return me.ru_utime + me.ru_stime
 
 
-#: a cupyssa measurement repeats its call until this many seconds have passed (``--min-seconds``)
+#: default of ``--min-seconds``: a cupyssa measurement repeats its call until this many seconds
+#: have passed
 MIN_SECONDS = 1.0
 
 
-def _timed(fn):
+def _timed(fn, min_seconds):
     """``fn()``'s result and its mean wall and CPU seconds per call over back-to-back calls that
-    last at least ``MIN_SECONDS`` together (one call at least)."""
+    last at least ``min_seconds`` together (one call at least)."""
     c0, w0 = _cpu_now(), time.perf_counter()
     calls = 0
     while True:
         out = fn()
         calls += 1
         wall = time.perf_counter() - w0
-        if wall >= MIN_SECONDS:
+        if wall >= min_seconds:
             return out, wall / calls, (_cpu_now() - c0) / calls
 
 
@@ -144,7 +145,7 @@ def _has_specialize():
     return "specialize" in inspect.signature(cs.simulate).parameters
 
 
-def run_cupyssa(N, seed, repeats, log):
+def run_cupyssa(N, seed, repeats, min_seconds, log):
     m = model()
     loss = mean_b_loss(m.network)
     t_eval = [T_END]
@@ -159,7 +160,8 @@ def run_cupyssa(N, seed, repeats, log):
     res.update({name: {"wall": [], "cpu": []} for name in CONFIGS})
     events = None
     for rep in range(repeats):
-        r, w, c = _timed(lambda: cs.simulate(m, t_eval=t_eval, n_trajectories=N, seed=seed))
+        r, w, c = _timed(lambda: cs.simulate(m, t_eval=t_eval, n_trajectories=N, seed=seed),
+                         min_seconds)
         ev = r.n_events.astype(np.int64)
         events = ev if events is None else events
         assert np.array_equal(ev, events)
@@ -169,13 +171,13 @@ def run_cupyssa(N, seed, repeats, log):
         log(f"  rep {rep}: forward {w:.2f} s")
         if specialize:
             r, w, c = _timed(lambda: cs.simulate(m, t_eval=t_eval, n_trajectories=N, seed=seed,
-                                                 specialize=True))
+                                                 specialize=True), min_seconds)
             assert np.array_equal(r.n_events, events)
             res["forward_specialized"]["wall"].append(w)
             res["forward_specialized"]["cpu"].append(c)
         for name, kw in CONFIGS.items():
             (v, g), w, c = _timed(lambda kw=kw: cs.value_and_grad(
-                loss, m, t_eval=t_eval, n_trajectories=N, seed=seed, **kw))
+                loss, m, t_eval=t_eval, n_trajectories=N, seed=seed, **kw), min_seconds)
             res[name]["wall"].append(w)
             res[name]["cpu"].append(c)
             res[name]["grad"] = g.vector.tolist()
@@ -388,7 +390,8 @@ def environment(cmd):
             + " ".join(f"{x:.2f}" for x in _LOAD_AT_START) + ".\n\nCommand: `" + cmd + "`")
 
 
-def report(N, seed, ours, sx, sx_error, prof, rss_ours, cmd, repeats, max_steps, exact=None):
+def report(N, seed, ours, sx, sx_error, prof, rss_ours, cmd, repeats, max_steps, exact=None,
+           min_seconds=MIN_SECONDS):
     ev = ours["events"]
     rows = []
 
@@ -523,7 +526,7 @@ def report(N, seed, ours, sx, sx_error, prof, rss_ours, cmd, repeats, max_steps,
         f"Reversible dimerization `2A -> B` (k1={K1:g}), `B -> 2A` (k2={K2:g}), A0={A0}, B0=0, "
         f"T={T_END:g}; loss E[B(T)]; N = {N} trajectories per call, seed {seed}; best of "
         f"{repeats} measurements per contender (cupyssa: the mean per call over back-to-back "
-        f"calls lasting >= {MIN_SECONDS:g} s; compilation excluded). Events = the trajectories' "
+        f"calls lasting >= {min_seconds:g} s; compilation excluded). Events = the trajectories' "
         f"events up to T (cupyssa: `n_events` of the same seed; stochastix: counted on its own "
         f"trajectories). Memory: see the benchmark's docstring for how each figure is measured.",
         "", table, "", *goals, "", *notes])
@@ -554,7 +557,6 @@ def write_results(path, text):
 
 
 def main(argv=None):
-    global MIN_SECONDS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trajectories", type=int, default=1000, help="N per call (default 1000)")
@@ -578,7 +580,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.quick:
         args.trajectories, args.repeats = min(args.trajectories, 200), 1
-    MIN_SECONDS = 0.0 if args.quick else args.min_seconds
+    min_seconds = 0.0 if args.quick else args.min_seconds
     cmd = "python benchmarks/gradient_throughput.py" + "".join(
         " " + a for a in (sys.argv[1:] if argv is None else argv))
     N = args.trajectories
@@ -588,7 +590,7 @@ def main(argv=None):
 
     t_start = time.perf_counter()
     log("cupyssa ...")
-    ours = run_cupyssa(N, args.seed, args.repeats, log)
+    ours = run_cupyssa(N, args.seed, args.repeats, min_seconds, log)
     max_steps = int(1.15 * ours["max_events"]) + 1
     sx, sx_error = None, None
     if args.no_stochastix:
@@ -615,7 +617,7 @@ def main(argv=None):
         m = model()
         exact = cs.cme.fsp(m, t_eval=[T_END], sensitivities=True).d_mean()[0, m.network.species.index("B")]
     text = report(N, args.seed, ours, sx, sx_error, prof, rss, cmd, args.repeats, max_steps,
-                  exact)
+                  exact, min_seconds)
     if args.startup:
         log("start-up (cold compile, then warm cache) ...")
         text += "\n\n" + "\n".join([

@@ -132,7 +132,11 @@ def toggle(args):
     _vs_exact("toggle switch", m, times, ("Px", "Py"), 0.02, args, method=args.method,
               hidden=args.hidden or 32, n_samples=args.samples or 1000, dt=args.dt or 0.02,
               eps=args.eps, alpha=args.alpha, init_width=args.init_width, seed=args.seed,
-              step_check=args.step_check)
+              step_check=args.step_check, **_start_and_integrator(args))
+
+
+def _start_and_integrator(args):
+    return dict(integrator=args.integrator, init_time=args.init_time)
 
 
 def schlogl2(args):
@@ -141,7 +145,7 @@ def schlogl2(args):
     _vs_exact("2-site Schlögl", m, times, ("X0", "X1"), 0.015, args, method=args.method,
               hidden=args.hidden or 32, n_samples=args.samples or 800, dt=args.dt or 1e-3,
               eps=args.eps, alpha=args.alpha, init_width=args.init_width, seed=args.seed,
-              step_check=args.step_check)
+              step_check=args.step_check, **_start_and_integrator(args))
 
 
 def _vs_ssa(name, m, T, species, args, **kw):
@@ -173,13 +177,15 @@ def _vs_ssa(name, m, T, species, args, **kw):
 def mapk(args):
     m = models.mapk_cascade()
     _vs_ssa("MAPK cascade", m, 100.0 if args.full else 10.0, m.metadata["monitored"], args,
-            method=args.method, hidden=32, n_samples=args.samples or 800, dt=0.05, seed=0)
+            method=args.method, hidden=32, n_samples=args.samples or 800, dt=0.05, seed=0,
+            **_start_and_integrator(args))
 
 
 def schlogl3x3(args):
     m = models.schlogl_paper((3, 3))
     _vs_ssa("2-D Schlögl 3x3", m, 1.0 if args.full else 0.05, ("X1_1", "X0_0", "X0_1"), args,
-            method=args.method, hidden=32, n_samples=args.samples or 800, dt=args.dt or 1e-3, seed=0)
+            method=args.method, hidden=32, n_samples=args.samples or 800, dt=args.dt or 1e-3, seed=0,
+            **_start_and_integrator(args))
 
 
 def main(argv=None):
@@ -200,6 +206,12 @@ def main(argv=None):
     ap.add_argument("--step-check", type=float, default=None,
                     help="solve(step_check=...): redo steps whose out-of-sample error exceeds it "
                          "(toggle, schlogl2)")
+    ap.add_argument("--integrator", default="euler", choices=("euler", "heun"),
+                    help="solve(integrator=...) of the tdvp step (toggle, schlogl2, mapk, schlogl3x3)")
+    ap.add_argument("--init-time", type=float, default=None,
+                    help="solve(init_time=...): start from the exact short-time law at this time "
+                         "instead of evolving the point mass through it (toggle, schlogl2, mapk, "
+                         "schlogl3x3)")
     ap.add_argument("--rare-samples", type=int, default=1000)
     ap.add_argument("--rare-eps", type=float, default=0.5)
     ap.add_argument("--rare-courant", type=float, default=0.2)

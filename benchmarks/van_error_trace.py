@@ -21,6 +21,12 @@ Usage::
         --horizon 20 --every 0.5
     OPENBLAS_NUM_THREADS=1 python benchmarks/van_error_trace.py --model toggle \
         '{"alpha": 0.5, "eps": 0.02}' --start-exact 1 --horizon 20 --every 0.5
+    OPENBLAS_NUM_THREADS=1 python benchmarks/van_error_trace.py --model toggle \
+        '{"alpha": 0.5, "eps": 0.02, "integrator": "heun", "n_samples": 1600, "init_time": 0.1}' \
+        --horizon 20 --every 0.5
+
+(the last one is the solver's own short-time start, ``solve(init_time=...)``, from the point
+mass at t = 0: see ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations

@@ -18,8 +18,37 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import expm_multiply
 
 from ..models import Model
+from .fsp import _lookup
 
-__all__ = ["BoxCMEResult", "box_cme"]
+__all__ = ["BoxCMEResult", "box_cme", "reflecting_generator"]
+
+
+def reflecting_generator(network, states, theta, caps) -> sp.csc_matrix:
+    """The CME generator ``Q`` ``[K, K]`` (column convention, ``dp/dt = Q p``) on ``states``
+    ``[K, S]`` under the reflecting box ``0 <= n_i < caps[i]``.
+
+    A reaction whose product leaves the box is switched off (no outflow, no inflow). One whose
+    product is in the box but not among ``states`` drains its state (the FSP sink), so ``Q``
+    conserves probability exactly when ``states`` is closed under the reactions, e.g. the whole
+    box. ``network`` needs ``stoichiometry [R, S]`` and ``propensities(states, theta) [K, R]``.
+    """
+    states = np.asarray(states, dtype=np.int64)
+    caps = np.asarray(caps, dtype=np.int64)
+    K = len(states)
+    a = network.propensities(states, theta)  # [K, R]
+    nu = np.asarray(network.stoichiometry, dtype=np.int64)
+    src = np.arange(K)
+    rows, cols, vals = [], [], []
+    for r in range(nu.shape[0]):
+        dst = states + nu[r]
+        on = np.all((dst >= 0) & (dst < caps), axis=1) & (a[:, r] > 0)
+        j = _lookup(states, dst[on])
+        inside = j >= 0
+        rows += [j[inside], src[on]]
+        cols += [src[on][inside], src[on]]
+        vals += [a[on, r][inside], -a[on, r]]
+    return sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(K, K))
 
 
 @dataclass
@@ -66,19 +95,7 @@ def box_cme(model, t_eval, caps=None, x0=None, params=None, max_states: int = 2_
     strides = np.ones(len(caps), dtype=np.int64)
     for i in range(len(caps) - 2, -1, -1):
         strides[i] = strides[i + 1] * caps[i + 1]
-    a = net.propensities(states, theta)  # [K, R]
-    s = np.asarray(net.stoichiometry, dtype=np.int64)
-    rows, cols, vals = [], [], []
-    src = np.arange(total)
-    for r in range(s.shape[0]):
-        dst = states + s[r]
-        ok = np.all((dst >= 0) & (dst < caps), axis=1) & (a[:, r] > 0)
-        j = dst[ok] @ strides
-        rows += [j, src[ok]]
-        cols += [src[ok], src[ok]]
-        vals += [a[ok, r], -a[ok, r]]
-    Q = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(total, total))
+    Q = reflecting_generator(net, states, theta, caps)
     t_eval = np.asarray(t_eval, dtype=float)
     p = np.zeros((len(t_eval), total))
     p[0, int(x @ strides)] = 1.0

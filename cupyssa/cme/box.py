@@ -92,13 +92,10 @@ def box_cme(model, t_eval, caps=None, x0=None, params=None, max_states: int = 2_
     x = np.asarray(net.initial_vector(x0), dtype=np.int64)
     grids = np.meshgrid(*[np.arange(c) for c in caps], indexing="ij")
     states = np.stack([g.reshape(-1) for g in grids], axis=1)
-    strides = np.ones(len(caps), dtype=np.int64)
-    for i in range(len(caps) - 2, -1, -1):
-        strides[i] = strides[i + 1] * caps[i + 1]
     Q = reflecting_generator(net, states, theta, caps)
     t_eval = np.asarray(t_eval, dtype=float)
     p = np.zeros((len(t_eval), total))
-    p[0, int(x @ strides)] = 1.0
+    p[0, _lookup(states, x[None, :])[0]] = 1.0
     for k in range(1, len(t_eval)):
         p[k] = np.maximum(expm_multiply(Q * (t_eval[k] - t_eval[k - 1]), p[k - 1]), 0.0)
         p[k] /= p[k].sum()

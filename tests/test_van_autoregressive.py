@@ -56,12 +56,14 @@ def test_jacobian_products_equal_the_assembled_gradients(model):
     """What the Fisher solves use, ``G G^T`` and ``G^T v`` (NADE: from its factors, without
     forming ``G``; MADE: the dense matrix), equals the products of the assembled per-sample
     gradients (ragged caps: padding must add nothing), and so does the damped natural direction
-    for N < P (Gram path) and N >= P."""
+    for N < P (both solved on the N x N side), N = P + 5 (NADE's factored Gram matrix is cheap
+    enough to stay on the N side, the assembled G goes to the P x P side: this compares the two
+    sides) and N = 3P (both on the P side)."""
     from cupyssa.cme.van import natural_direction
 
     rng = np.random.default_rng(5)
     model.theta = model.theta + rng.normal(0, 0.3, model.n_params)
-    for n_samples in (7, 3 * model.n_params):
+    for n_samples in (7, model.n_params + 5, 3 * model.n_params):
         n = model.sample(n_samples, rng, alpha=0.5, eps=0.3)[0]
         lp, G = model.log_prob_and_grad(n)
         lp_j, J = model.log_prob_and_jacobian(n)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cupyssa.cme import NADE, psis
-from cupyssa.cme.sampling import effective_sample_size, region_probability
+from cupyssa.cme.sampling import _gpd_fit, effective_sample_size, region_probability
 
 
 def _model():
@@ -53,6 +53,35 @@ def test_psis_long_heavy_tail_without_overflow():
         out, khat = psis(lw)
     assert abs(khat - 0.9) < 0.3
     assert np.exp(out).sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_psis_tied_tail_is_left_as_is_without_warnings():
+    # Right after a point-mass start one state is drawn many times, so the largest weights tie.
+    # With N = 1600 the tail has M = 120 weights and the fit's grid has m = 30 + sqrt(118) = 40
+    # points; the grid point j = 3 satisfies m / (j - 1/2) = 16, where the profile shape k_j of
+    # tied exceedances is exactly 0 (this case produced NaN and RuntimeWarnings).
+    # 118 tied weights above the cutoff (the measured case), then more ties than the tail holds
+    for n_top in (118, 400):
+        lw_raw = np.r_[np.zeros(n_top), np.full(1600 - n_top, -3.0)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            lw, khat = psis(lw_raw)
+        assert khat == -np.inf
+        # nothing smoothed: the normalized raw weights
+        expected = lw_raw - np.log(np.exp(lw_raw).sum())
+        np.testing.assert_allclose(lw, expected, rtol=0, atol=1e-12)
+
+
+def test_gpd_fit_ignores_grid_points_without_a_profile_likelihood():
+    # The tied exceedances of the measured case: 118 equal values, grid m = 40. At j = 3,
+    # sqrt(m / (j - 1/2)) = 4 and the grid point is b_j x = (1 - 4)/3 + 1 = 0: for this x it
+    # rounds to exactly 0, so k_j = 0 and L_j = n (log(-b_j / k_j) - ...) is 0/0 (it was NaN,
+    # with warnings).
+    x = np.full(118, 0.43655313640335613)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        k, sigma = _gpd_fit(x)
+    assert np.isfinite(k) and np.isfinite(sigma)
 
 
 def test_box_region_single_species_is_exact():

@@ -241,6 +241,11 @@ class Jacobian:
 
     shape: tuple  # (N, P)
 
+    @property
+    def gram_entry_cost(self) -> int:
+        """Multiply-adds per entry of :meth:`gram` (``P`` for the assembled rows)."""
+        return self.shape[1]
+
     def gram(self) -> np.ndarray:
         """``G G^T`` [N, N]."""
         raise NotImplementedError
@@ -289,6 +294,10 @@ class NADEJacobian(Jacobian):
         #: [N, H S + H] the ``W`` and ``c`` blocks of ``G``, laid out as in ``theta``
         self.small = np.concatenate([(R * u[:, :, None]).transpose(0, 2, 1).reshape(N, -1),
                                      dA.sum(axis=1)], axis=1)
+
+    @property
+    def gram_entry_cost(self):
+        return self.small.shape[1] + sum(cap + self.h.shape[2] for cap in self.model.caps)
 
     def gram(self):
         K = self.small @ self.small.T

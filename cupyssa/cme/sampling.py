@@ -32,7 +32,11 @@ def _gpd_fit(x):
     b = 1.0 - np.sqrt(m / (np.arange(1, m + 1) - 0.5))
     b = b / (3.0 * x[int(n / 4 + 0.5) - 1]) + 1.0 / x[-1]
     k = np.log1p(-b[:, None] * x).mean(axis=1)
-    L = n * (np.log(-b / k) - k - 1.0)
+    # a grid point with k_j = 0 exactly (b_j = 0, or a coincidence of the grid with tied
+    # exceedances) has no profile likelihood: it gets no weight
+    with np.errstate(divide="ignore", invalid="ignore"):
+        L = n * (np.log(-b / k) - k - 1.0)
+    L[~np.isfinite(L)] = -np.inf
     # posterior weights of the grid points, w_j = exp(L_j) / sum_i exp(L_i), as a softmax: the
     # profile log-likelihoods L (n times a per-exceedance term) of a long tail differ by far
     # more than 709, where the ratios exp(L_i - L_j) overflow
@@ -68,7 +72,9 @@ def psis(log_weights):
     -------
     log_w : [N] smoothed log-weights normalized to ``logsumexp = 0``
     khat : float
-        Estimated Pareto shape: ``< 0.5`` reliable, ``0.5 .. 0.7`` usable, ``> 0.7`` unreliable.
+        Estimated Pareto shape: ``< 0.5`` reliable, ``0.5 .. 0.7`` usable, ``> 0.7`` unreliable;
+        ``inf`` when there are too few finite weights to fit a tail, ``-inf`` when the largest
+        weights are all equal (a bounded tail, left as it is).
     """
     lw = np.array(log_weights, dtype=float)
     N = lw.size
@@ -82,7 +88,11 @@ def psis(log_weights):
         cutoff = max(lw[order[-tail_len - 1]], np.log(np.finfo(float).tiny))
         tail = order[-tail_len:]
         tail = tail[lw[tail] > cutoff]
-        if tail.size >= 5:
+        if lw[tail[-1] if tail.size else order[-1]] <= (lw[tail[0]] if tail.size else cutoff):
+            # the largest weights tie (one state drawn many times, as right after a point-mass
+            # start): the tail is bounded, not heavy, and already what smoothing would make it
+            khat = -np.inf
+        elif tail.size >= 5:
             x = np.exp(lw[tail]) - np.exp(cutoff)
             khat, sigma = _gpd_fit(x)
             if np.isfinite(khat):

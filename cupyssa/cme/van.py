@@ -264,7 +264,10 @@ def natural_direction(G, f, w, damping):
     ``O = D (G - 1 mu^T)`` with ``D = diag(sqrt(w))`` and ``mu = G^T w``, so for ``N < P`` only
     the Gram matrix ``K = G G^T`` and products ``G^T v`` are needed:
     ``O O^T = D (K - k 1^T - 1 k^T + (w^T k) 1 1^T) D`` with ``k = K w``, and
-    ``O^T a = G^T (b - w sum(b))`` with ``b = D a``.
+    ``O^T a = G^T (b - w sum(b))`` with ``b = D a``. Both sides give the same ``delta``
+    (``(O^T O + lambda I)^-1 O^T = O^T (O O^T + lambda I)^-1``), so the side is chosen by cost:
+    ``N^2 c + N^3 / 3`` (``c`` = :attr:`~cupyssa.cme.autoregressive.Jacobian.gram_entry_cost`,
+    ``P`` for assembled rows, far less for NADE's factors) against ``N P^2 + P^3 / 3``.
     """
     J = DenseJacobian(G) if isinstance(G, np.ndarray) else G
     N, P = J.shape
@@ -282,7 +285,7 @@ def natural_direction(G, f, w, damping):
         return cho_factor(A, lower=True)
 
     grad = o_transpose(e)
-    if N < P:
+    if N * N * J.gram_entry_cost + N ** 3 / 3 <= N * P * P + P ** 3 / 3:
         K = J.gram()
         k = K @ w
         T = sw[:, None] * (K - k[:, None] - k[None, :] + w @ k) * sw[None, :]

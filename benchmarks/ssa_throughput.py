@@ -356,6 +356,10 @@ def bench_model(name, args, log):
         g.error = "skipped (--no-gillespy2)"
     else:
         try:
+            # GillesPy2 runs SCons as `resolve(sys.executable) -m SCons` when no `scons` is on
+            # PATH: the resolved path of a virtual environment's python is the base interpreter,
+            # which lacks the environment's SCons. Its `scons` script sits beside this python.
+            os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
             from gillespy2 import SSACSolver
             gmodel = gillespy2_model(model, t_eval, name)
             solver, w, _ = _timed(lambda: SSACSolver(model=gmodel))

@@ -56,11 +56,10 @@ def test_psis_long_heavy_tail_without_overflow():
 
 
 def test_psis_tied_tail_is_left_as_is_without_warnings():
-    # Right after a point-mass start one state is drawn many times, so the largest weights tie.
-    # With N = 1600 the tail has M = 120 weights and the fit's grid has m = 30 + sqrt(118) = 40
-    # points; the grid point j = 3 satisfies m / (j - 1/2) = 16, where the profile shape k_j of
-    # tied exceedances is exactly 0 (this case produced NaN and RuntimeWarnings).
-    # 118 tied weights above the cutoff (the measured case), then more ties than the tail holds
+    # Right after a point-mass start one state is drawn many times, so the largest weights tie
+    # (this gave NaN and RuntimeWarnings). N = 1600: the tail holds M = 3 sqrt(N) = 120 weights;
+    # 118 tied above the cutoff (the measured case), then more ties than the tail holds. A tied
+    # tail is bounded: it is left as it is and reported with khat = -inf.
     for n_top in (118, 400):
         lw_raw = np.r_[np.zeros(n_top), np.full(1600 - n_top, -3.0)]
         with warnings.catch_warnings():

@@ -88,7 +88,7 @@ def psis(log_weights):
         cutoff = max(lw[order[-tail_len - 1]], np.log(np.finfo(float).tiny))
         tail = order[-tail_len:]
         tail = tail[lw[tail] > cutoff]
-        if lw[tail[-1] if tail.size else order[-1]] <= (lw[tail[0]] if tail.size else cutoff):
+        if lw[order[-1]] <= (lw[tail[0]] if tail.size else cutoff):
             # the largest weights tie (one state drawn many times, as right after a point-mass
             # start): the tail is bounded, not heavy, and already what smoothing would make it
             khat = -np.inf

@@ -20,10 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from .backends import Segment
-from .backends.cpu import kernels_for
+from .backends.cpu import has_machine_code, kernels_for
 from .errors import ParameterError
 from .kernels import backward
 from .kernels.philox import split_seed
+from .specialize import MAX_SPECIALIZED_REACTIONS
 from .simulate import DEFAULT_MAX_STEPS, _time_grid, _unpack, raise_failure
 
 __all__ = ["value_and_grad", "Gradient", "ESTIMATORS", "OBSERVATIONS"]
@@ -74,24 +75,32 @@ def _tape_dtype(n_reactions: int):
     raise ParameterError("too many reactions for a tape")
 
 
-def _forward(kernels, network, x0, theta, first, n, t0, t_eval, seed, max_steps, mode, width,
-             horizon, tape_length, tape_dtype, checkpoint_every):
-    """Simulate trajectories ``first .. first+n-1`` recording tapes of ``tape_length``."""
+def _recording(network, x0, theta, first, n, t0, t_eval, seed, max_steps, mode, width, horizon,
+               tape_length, tape_dtype, checkpoint_every):
+    """A fresh segment of trajectories ``first .. first+n-1`` with tapes of ``tape_length``, and
+    the batch kernel's arguments that record it: ``(seg, args)`` (``args[-2:]`` are the status
+    and failing-reaction outputs)."""
     T, S = len(t_eval), network.n_species
     states = np.empty((n, T, S), dtype=np.int64)
     seg = Segment.start(first, x0, theta, t0, states, tape_length=tape_length,
                         tape_dtype=tape_dtype, checkpoint_every=checkpoint_every,
                         record_observations=True, width=width if mode == backward.KERNEL else 0.0)
     seg.horizon = horizon
-    status = np.zeros(n, dtype=np.int8)
-    fail = np.zeros(n, dtype=np.int64)
     lo, hi = split_seed(seed)
-    kernels.simulate_batch(seg.x, seg.theta, seg.first, seg.t, seg.k, seg.obs, np.inf, horizon,
-                           t_eval, lo, hi, max_steps, np.iinfo(np.int64).max, network.tables,
-                           seg.states, seg.tape, seg.t_checkpoints, seg.checkpoint_every,
-                           seg.obs_step, seg.obs_frac, seg.obs_next, seg.width, seg.smooth,
-                           status, fail)
-    raise_failure(network, status, seg, max_steps, fail)
+    args = (seg.x, seg.theta, seg.first, seg.t, seg.k, seg.obs, np.inf, horizon, t_eval, lo, hi,
+            max_steps, np.iinfo(np.int64).max, network.tables, seg.states, seg.tape,
+            seg.t_checkpoints, seg.checkpoint_every, seg.obs_step, seg.obs_frac, seg.obs_next,
+            seg.width, seg.smooth, np.zeros(n, dtype=np.int8), np.zeros(n, dtype=np.int64))
+    return seg, args
+
+
+def _forward(kernels, network, x0, theta, first, n, t0, t_eval, seed, max_steps, mode, width,
+             horizon, tape_length, tape_dtype, checkpoint_every):
+    """Simulate trajectories ``first .. first+n-1`` recording tapes of ``tape_length``."""
+    seg, args = _recording(network, x0, theta, first, n, t0, t_eval, seed, max_steps, mode, width,
+                           horizon, tape_length, tape_dtype, checkpoint_every)
+    kernels.simulate_batch(*args)
+    raise_failure(network, args[-2], seg, max_steps, args[-1])
     return seg
 
 
@@ -112,7 +121,7 @@ def value_and_grad(loss, network, x0=None, t_eval=None, params=None, n_trajector
                    per_trajectory: bool = False, checkpoint_every: int = 64,
                    memory_budget: int = 1 << 30, max_steps: int | None = None,
                    first_trajectory: int = 0, t0: float = 0.0, return_observations: bool = False,
-                   specialize: bool = False):
+                   specialize: bool | None = None):
     """Loss of an ensemble of exact trajectories and its gradient with respect to the parameters.
 
     Parameters
@@ -153,10 +162,13 @@ def value_and_grad(loss, network, x0=None, t_eval=None, params=None, n_trajector
         As for :func:`cupyssa.simulate`.
     return_observations : bool
         Also return ``Y`` (third element).
-    specialize : bool
+    specialize : bool or None
         Record the forward pass with the network-specific event update of
         ``simulate(..., specialize=True)`` (same trajectories, same gradient; faster recording for
-        small networks after a one-time compilation, cached on disk).
+        small networks after a one-time compilation, cached on disk). ``None`` (default): use it
+        when that needs no compilation, i.e. when its machine code for the recording is loaded
+        in this process or in Numba's disk cache (an earlier ``specialize=True`` call wrote it);
+        otherwise the generic update.
 
     Returns
     -------
@@ -213,16 +225,24 @@ def value_and_grad(loss, network, x0=None, t_eval=None, params=None, n_trajector
         horizon = -np.inf
     # end of the path the observations read: the score's censored interval ends there
     path_end = horizon if mode == backward.KERNEL else float(t_eval[-1])
-    kernels = kernels_for(network, specialize)
-    # the reverse sweep never calls the event update that specialization replaces, so the
-    # generic family's sweep serves both (no second compilation of the largest kernel)
-    replay_batch = kernels_for(network, False).replay_batch
     P, T, S = network.n_parameters, len(t_eval), network.n_species
     tape_dtype = _tape_dtype(network.n_reactions)
     theta2 = theta.reshape(1, -1)
 
     def x0_rows(a, b):
         return x0_arr[a:b] if x0_arr.shape[0] > 1 else x0_arr
+
+    if specialize is None:
+        # the network-specific update when it needs no compilation: already compiled for the
+        # recording's argument types in this process, or in the disk cache for them
+        specialize = (network.n_reactions <= MAX_SPECIALIZED_REACTIONS and has_machine_code(
+            network, True, _recording(network, x0_rows(0, 1), theta2, first_trajectory, 1, t0,
+                                      t_eval, seed, max_steps, mode, width, horizon, 0,
+                                      tape_dtype, checkpoint_every)[1]))
+    kernels = kernels_for(network, specialize)
+    # the reverse sweep never calls the event update that specialization replaces, so the
+    # generic family's sweep serves both (no second compilation of the largest kernel)
+    replay_batch = kernels_for(network, False).replay_batch
 
     # pilot: events per trajectory, to size the tapes
     n_pilot = min(N, _PILOT)

@@ -352,12 +352,41 @@ def test_falling_factorial_derivative(order):
         assert kernels.falling_ratio_derivative(n, order) == pytest.approx(want, rel=1e-14, abs=1e-14)
 
 
-def test_specialized_recording_gives_the_same_gradient():
-    """``specialize=True`` records the same trajectories, so value and gradient are identical."""
+def test_specialized_recording_gives_the_same_gradient(monkeypatch, tmp_path):
+    """``specialize=True`` records the same trajectories, so value and gradient are identical;
+    ``specialize=None`` (the default) uses it exactly when that compiles nothing."""
+    import cupyssa.backends.cpu as cpu_backend
+    import cupyssa.gradients as gradients
+
     model = cs.models.dimerization(A0=60, k1=0.01)
     loss = cs.losses.Mean(np.array([[0.0, 1.0], [1.0, 0.0]]))
     t = np.array([0.5, 1.0])
-    out = [cs.value_and_grad(loss, model, t_eval=t, n_trajectories=40, seed=5, specialize=s)
-           for s in (False, True)]
+    used = []
+    kernels_for = gradients.kernels_for
+    monkeypatch.setattr(gradients, "kernels_for", lambda network, specialize=False:
+                        used.append(specialize) or kernels_for(network, specialize))
+
+    def run(specialize):
+        used.clear()
+        return cs.value_and_grad(loss, model, t_eval=t, n_trajectories=40, seed=5,
+                                 specialize=specialize)
+
+    # no family built in this process and an empty cache directory: the generic recording
+    with monkeypatch.context() as m:
+        m.setattr(numba.config, "CACHE_DIR", str(tmp_path))
+        m.setattr(cpu_backend, "_FAMILIES", {})
+        m.setattr(cpu_backend, "_PROBED", {})
+        run(None)
+        assert used[0] is False
+    out = [run(s) for s in (False, True)]
+    assert used[0] is True
     assert out[0][0] == out[1][0]
     assert all(out[0][1][k] == out[1][1][k] for k in ("k1", "k2"))
+    # compiled for the recording now: the default takes it, with the same result
+    auto = run(None)
+    assert used[0] is True
+    assert auto[0] == out[0][0] and all(auto[1][k] == out[0][1][k] for k in ("k1", "k2"))
+    # a later process (no family built) finds it in the disk cache
+    monkeypatch.setattr(cpu_backend, "_FAMILIES", {})
+    run(None)
+    assert used[0] is True

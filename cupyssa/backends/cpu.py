@@ -1,5 +1,6 @@
 """The ``cpu`` backend: Numba ``njit(parallel=True)`` over trajectories."""
 
+import numba
 import numpy as np
 
 from ..codegen import is_on_disk
@@ -75,6 +76,24 @@ def is_disk_cached(network, specialize=True) -> bool:
     if cached and generated:
         _FAMILIES.setdefault(key, _PROBED.pop(key, family))
     return cached
+
+
+def has_machine_code(network, specialize, args) -> bool:
+    """Whether this family's batch kernel can run ``args`` without compiling: machine code for
+    their types is loaded in this process, or Numba's disk cache holds it for this machine and
+    the current kernel sources (the same index key Numba's own load looks up)."""
+    if not (is_compiled(network, specialize) or is_disk_cached(network, specialize)):
+        return False
+    dispatcher = kernels_for(network, specialize).simulate_batch
+    signature = tuple(numba.typeof(a) for a in args)
+    if signature in dispatcher.signatures:
+        return True
+    try:
+        cache = dispatcher._cache
+        key = cache._index_key(signature, dispatcher.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except (AttributeError, OSError, EOFError, ValueError, TypeError):
+        return False  # Numba's internals moved: decide as for an uncompiled family
 
 
 _FAMILIES: dict = {}

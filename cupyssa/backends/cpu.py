@@ -51,14 +51,13 @@ def is_compiled(network, specialize=False) -> bool:
     return not generated or key in _FAMILIES
 
 
-def is_disk_cached(network, specialize=True) -> bool:
-    """Whether Numba's disk cache holds compiled code of this family's batch kernel for the
-    current kernel sources (written by an earlier process): using the family then costs a load
-    from disk, not a compilation. Reads Numba's cache index and compiles nothing; a family found
-    cached counts as ready for :func:`is_compiled` from then on."""
+def _disk_index(network, specialize):
+    """``(family, index)``: the family (built without compiling if this process has none yet)
+    and its batch kernel's Numba cache index, ``{}`` when nothing usable is cached. A family
+    found cached counts as ready for :func:`is_compiled` from then on."""
     generated, cacheable, key = _family_parts(network, specialize)
     if not cacheable:
-        return False
+        return None, {}
     if not generated:
         family = cpu.default
     elif key in _FAMILIES:
@@ -70,29 +69,36 @@ def is_disk_cached(network, specialize=True) -> bool:
     try:
         # numba.core.caching.IndexDataCacheFile: empty when missing, written by another Numba
         # version, or stale (the kernel source's stamp changed)
-        cached = bool(family.simulate_batch._cache._cache_file._load_index())
+        index = family.simulate_batch._cache._cache_file._load_index()
     except (AttributeError, OSError, EOFError, ValueError, TypeError):
-        return False  # Numba's internals moved: decide as for an uncompiled family
-    if cached and generated:
+        return family, {}  # Numba's internals moved: decide as for an uncompiled family
+    if index and generated:
         _FAMILIES.setdefault(key, _PROBED.pop(key, family))
-    return cached
+    return family, index
+
+
+def is_disk_cached(network, specialize=True) -> bool:
+    """Whether Numba's disk cache holds compiled code of this family's batch kernel for the
+    current kernel sources (written by an earlier process): using the family then costs a load
+    from disk, not a compilation. Reads Numba's cache index and compiles nothing."""
+    return bool(_disk_index(network, specialize)[1])
 
 
 def has_machine_code(network, specialize, args) -> bool:
     """Whether this family's batch kernel can run ``args`` without compiling: machine code for
     their types is loaded in this process, or Numba's disk cache holds it for this machine and
     the current kernel sources (the same index key Numba's own load looks up)."""
-    if not (is_compiled(network, specialize) or is_disk_cached(network, specialize)):
-        return False
-    dispatcher = kernels_for(network, specialize).simulate_batch
     signature = tuple(numba.typeof(a) for a in args)
-    if signature in dispatcher.signatures:
+    if (is_compiled(network, specialize)
+            and signature in kernels_for(network, specialize).simulate_batch.signatures):
         return True
+    family, index = _disk_index(network, specialize)
+    if not index:
+        return False
+    dispatcher = family.simulate_batch
     try:
-        cache = dispatcher._cache
-        key = cache._index_key(signature, dispatcher.targetctx.codegen())
-        return key in cache._cache_file._load_index()
-    except (AttributeError, OSError, EOFError, ValueError, TypeError):
+        return dispatcher._cache._index_key(signature, dispatcher.targetctx.codegen()) in index
+    except (AttributeError, TypeError):
         return False  # Numba's internals moved: decide as for an uncompiled family
 
 

@@ -32,8 +32,8 @@ import math
 
 from .philox import STREAM_FORWARD, STREAM_GUMBEL, uniform_block
 from .propensity import propensity, propensity_adjoint
-from .trajectory import (all_propensities, cumulate, select_reaction, sum_below, window_cdf,
-                         window_density)
+from .trajectory import (all_propensities, cumulate, reaction_count, select_reaction, sum_below,
+                         window_cdf, window_density)
 
 FILL = 0
 LINEAR = 1
@@ -72,7 +72,7 @@ def conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y):
     ``e^{g_j} = a_j / (-log u_j)``, ``y_j / y_r = exp((z_j - z_r)/T) = (1 + (a0/a_j) log u_j /
     log v)^(-1/T)``: one log and one power per reaction.
     """
-    M = a.shape[0]
+    M = reaction_count(a)
     v = (u_sel * a0 - sum_below(a, y, r)) / a[r]  # y still holds cumulate's block prefixes
     v = min(max(v, 1.1102230246251565e-16), 1.0 - 1.1102230246251565e-16)
     a0_log_v = a0 / math.log(v)
@@ -119,41 +119,65 @@ def add_kernel_state_terms(t_lo, t_hi, first_interval, t_eval, G, width, xbar, m
         m -= 1
 
 
+def unfire(r, x, theta, a, tab):
+    """Undo reaction ``r``: ``x_k = x_{k+1} - nu_r``, and recompute the propensities that depend
+    on it (the dependency graph), which gives back the forward's doubles ``a(x_k)``. The states
+    walked back are the forward's, so nothing can turn negative here. A network may supply a
+    code-generated version with the same contract (:mod:`cupyssa.specialize`)."""
+    for e in range(tab.net_ptr[r], tab.net_ptr[r + 1]):
+        x[tab.net_species[e]] -= tab.net_delta[e]
+    for e in range(tab.dep_ptr[r], tab.dep_ptr[r + 1]):
+        j = tab.dep_reaction[e]
+        a[j] = propensity(j, x, theta, tab)
+
+
+def stoich_adjoint(xbar, s, tab):
+    """``s_j = nu_j . xbar`` for every reaction (the net changes of the table, in table order).
+    A network may supply a code-generated version (:mod:`cupyssa.specialize`)."""
+    for j in range(s.shape[0]):
+        sj = 0.0
+        for e in range(tab.net_ptr[j], tab.net_ptr[j + 1]):
+            sj += tab.net_delta[e] * xbar[tab.net_species[e]]
+        s[j] = sj
+
+
+def rates_adjoint(x, theta, abar, xbar, gbar, with_x, tab):
+    """``gbar += sum_j abar_j da_j/dtheta`` and, when ``with_x``, ``xbar += sum_j abar_j da_j/dx``,
+    reaction by reaction in order (``abar [M]``; reactions with ``abar_j = 0`` are skipped).
+
+    Every reaction's adjoint goes through the one ``propensity_adjoint`` below: the helpers are
+    inlined, so each call site would be another copy of every rate law for the compiler. A
+    network of mass-action laws may supply a code-generated version (:mod:`cupyssa.specialize`)."""
+    for j in range(abar.shape[0]):
+        if abar[j] != 0.0:
+            propensity_adjoint(j, x, theta, abar[j], xbar, gbar, with_x, tab)
+
+
 def step_adjoint(gumbel, col, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator, inv_temp,
                  weight, y, s, xbar, gbar, tab):
     """Chain the adjoints of level ``k+1`` (``xbar``, ``tbar``) through event ``k`` (reaction ``r``
     fired from ``x = x_k``); ``xbar`` becomes ``xbar_k`` in place; returns ``tbar_k``.
 
     Score function: ``d/dtheta [log a_r - a0 tau]`` (``tau`` is data of the path); ``r = -1`` gives
-    the survival term ``-a0 tau`` of a censored interval alone. Every reaction's adjoint goes
-    through the one ``propensity_adjoint`` below: the helpers are inlined, so each call site
-    would be another copy of every rate law for the compiler."""
-    M = a.shape[0]
+    the survival term ``-a0 tau`` of a censored interval alone. ``y`` and ``s`` (``[M]``) are
+    scratch: the relaxed event and ``s = nu xbar_{k+1}``, then the propensity adjoints
+    ``abar = dL/da`` that :func:`rates_adjoint` chains into ``xbar`` and ``gbar``."""
+    M = reaction_count(a)
     st = estimator == STRAIGHT_THROUGH
     if st:
-        # s_j = nu_j . xbar_{k+1}, before xbar is updated
-        for j in range(M):
-            sj = 0.0
-            for e in range(tab.net_ptr[j], tab.net_ptr[j + 1]):
-                sj += tab.net_delta[e] * xbar[tab.net_species[e]]
-            s[j] = sj
+        stoich_adjoint(xbar, s, tab)  # before xbar is updated
         conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y)
         ys = 0.0
         for j in range(M):
             ys += y[j] * s[j]
         abar0 = -tbar * E / (a0 * a0)  # dL/da0 through tau = E / a0
+        for j in range(M):
+            s[j] = abar0 + (y[j] * (s[j] - ys) * inv_temp / a[j] if a[j] > 0.0 else 0.0)
     else:
-        ys = 0.0
         abar0 = -weight * tau
-    for j in range(M):
-        abar = abar0
-        if st:
-            if a[j] > 0.0:
-                abar += y[j] * (s[j] - ys) * inv_temp / a[j]
-        elif j == r:
-            abar += weight / a[r]
-        if abar != 0.0:
-            propensity_adjoint(j, x, theta, abar, xbar, gbar, st, tab)
+        for j in range(M):
+            s[j] = abar0 + (weight / a[r] if j == r else 0.0)
+    rates_adjoint(x, theta, s, xbar, gbar, st, tab)
     return tbar
 
 
@@ -233,11 +257,7 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
     # ---- events K-1 .. 0 --------------------------------------------------------------------
     for k in range(K - 1, -1, -1):
         r = tape[k]
-        for e in range(tab.net_ptr[r], tab.net_ptr[r + 1]):
-            x[tab.net_species[e]] -= tab.net_delta[e]
-        for e in range(tab.dep_ptr[r], tab.dep_ptr[r + 1]):
-            j = tab.dep_reaction[e]
-            a[j] = propensity(j, x, theta, tab)
+        unfire(r, x, theta, a, tab)
         a0 = cumulate(a, y)
         if k < k_lo:
             k_lo = load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, k)

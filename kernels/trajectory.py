@@ -35,6 +35,13 @@ def event_trigger(x, t, theta):
     return False
 
 
+def reaction_count(a):
+    """``M``, the number of reactions: the length of the propensity vector ``a``. A network's
+    specialized family (:mod:`cupyssa.specialize`) returns it as a literal, so that the loops over
+    reactions have a constant trip count, which LLVM unrolls for small networks."""
+    return a.shape[0]
+
+
 def cumulate(a, cum):
     """The total ``a0`` of the propensities, in the kernels' two-level order (``M >= 1``).
 
@@ -47,7 +54,7 @@ def cumulate(a, cum):
     faster with blocks; full blocks have a fixed trip count, which LLVM unrolls). One
     block (``M <= BLOCK``) is plain sequential summation. For more than one block the prefixes
     ``P_1 .. P_B`` are stored in ``cum[0 .. B-1]`` for :func:`select_reaction`."""
-    M = a.shape[0]
+    M = reaction_count(a)
     total = a[0]  # not 0.0 + a_0: one addition fewer on the event-to-event chain
     if M <= BLOCK:
         for j in range(1, M):
@@ -84,7 +91,7 @@ def select_reaction(a, cum, target):
     ``P_{b+1}``, so the first hit is the first ``R_j > target``. (Counting either level instead
     was slower: 0.85x on the Vilar oscillator, whose few dominant reactions make the exits
     predictable, and no faster on the Schlögl chain.)"""
-    M = a.shape[0]
+    M = reaction_count(a)
     r = M
     if M <= BLOCK:
         r = a[0] <= target

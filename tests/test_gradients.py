@@ -353,15 +353,16 @@ def test_falling_factorial_derivative(order):
 
 
 def test_specialized_recording_gives_the_same_gradient(monkeypatch, tmp_path):
-    """``specialize=True`` records the same trajectories, so value and gradient are identical;
-    ``specialize=None`` (the default) uses it exactly when that compiles nothing."""
+    """``specialize=True`` records the same trajectories and sweeps them back with the generated
+    step functions, so value and gradient are identical; ``specialize=None`` (the default) uses
+    each of the two kernels exactly when that compiles nothing."""
     import cupyssa.backends.cpu as cpu_backend
     import cupyssa.gradients as gradients
 
     model = cs.models.dimerization(A0=60, k1=0.01)
     loss = cs.losses.Mean(np.array([[0.0, 1.0], [1.0, 0.0]]))
     t = np.array([0.5, 1.0])
-    used = []
+    used = []  # the family of each kernels_for call: the recording's, then the sweep's
     kernels_for = gradients.kernels_for
     monkeypatch.setattr(gradients, "kernels_for", lambda network, specialize=False:
                         used.append(specialize) or kernels_for(network, specialize))
@@ -371,22 +372,95 @@ def test_specialized_recording_gives_the_same_gradient(monkeypatch, tmp_path):
         return cs.value_and_grad(loss, model, t_eval=t, n_trajectories=40, seed=5,
                                  specialize=specialize)
 
-    # no family built in this process and an empty cache directory: the generic recording
+    # no family built in this process and an empty cache directory: the generic kernels
     with monkeypatch.context() as m:
         m.setattr(numba.config, "CACHE_DIR", str(tmp_path))
         m.setattr(cpu_backend, "_FAMILIES", {})
         m.setattr(cpu_backend, "_PROBED", {})
         run(None)
-        assert used[0] is False
+        assert used == [False, False]
     out = [run(s) for s in (False, True)]
-    assert used[0] is True
+    assert used == [True, True]
     assert out[0][0] == out[1][0]
     assert all(out[0][1][k] == out[1][1][k] for k in ("k1", "k2"))
-    # compiled for the recording now: the default takes it, with the same result
+    for kw in (dict(observation="linear"), dict(observation="fill"), dict(estimator="score")):
+        a, b = (cs.value_and_grad(loss, model, t_eval=t, n_trajectories=40, seed=5,
+                                  specialize=s, **kw) for s in (False, True))
+        assert a[0] == b[0] and all(a[1][k] == b[1][k] for k in ("k1", "k2")), kw
+    # compiled for the recording and the sweep now: the default takes both, same result
     auto = run(None)
-    assert used[0] is True
+    assert used == [True, True]
     assert auto[0] == out[0][0] and all(auto[1][k] == out[0][1][k] for k in ("k1", "k2"))
-    # a later process (no family built) finds it in the disk cache
+    # a later process (no family built) finds them in the disk cache
     monkeypatch.setattr(cpu_backend, "_FAMILIES", {})
     run(None)
-    assert used[0] is True
+    assert used == [True, True]
+
+
+def _generated(source, name):
+    """A generated kernel function as plain Python, its callees the shared kernels' (run
+    elementwise on NumPy scalars: the same IEEE operations as compiled)."""
+    from cupyssa.kernels import propensity as shared
+
+    namespace = dict(vars(shared))
+    exec(source, namespace)
+    return namespace[name]
+
+
+@pytest.mark.parametrize("network", ["orders", "hill", "vilar"])
+def test_generated_reverse_functions_give_the_table_driven_doubles(network):
+    """``unfire``, ``stoich_adjoint`` and ``rates_adjoint`` of ``cupyssa.specialize`` against the
+    table-driven defaults of ``cupyssa.kernels.backward``, run as plain Python on random states,
+    bit for bit: mass action of orders 0-3 in one and two species (literal adjoints, branch-free
+    step back), a Hill law (the step back branches on the reaction and calls the shared
+    propensity; the adjoints stay table-driven), and the Vilar oscillator (16 reactions)."""
+    from cupyssa import specialize
+    from cupyssa.kernels import backward
+    from cupyssa.kernels.propensity import propensity
+
+    if network == "vilar":
+        net = cs.models.vilar_oscillator().network
+    else:
+        net = cs.ReactionNetwork.from_string("""
+            0 -> A ; k0
+            2 A -> B ; k1
+            3 B -> C ; k2
+            A + B -> D ; k3
+            D -> A ; k4
+        """ + ("0 -> E ; hill(A, vmax, K, n)\nE -> 0 ; k4\n" if network == "hill" else ""))
+    assert (specialize.rates_adjoint_source(net) is None) == (network == "hill")
+    assert ("if r == 0" in specialize.unfire_source(net)) == (network != "orders")  # branches
+    unfire = _generated(specialize.unfire_source(net), "unfire")
+    stoich_adjoint = _generated(specialize.stoich_adjoint_source(net), "stoich_adjoint")
+    rates = specialize.rates_adjoint_source(net)
+    rates_adjoint = _generated(rates, "rates_adjoint") if rates else backward.rates_adjoint
+    tab, M, S, P = net.tables, net.n_reactions, net.n_species, net.n_parameters
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        theta = rng.uniform(0.1, 3.0, P)
+        x = rng.integers(3, 40, S).astype(np.int64)
+        r = int(rng.integers(M))
+        want_x, got_x = x.copy(), x.copy()
+        want_a, got_a = np.full(M, np.nan), np.full(M, np.nan)
+        backward.unfire(r, want_x, theta, want_a, tab)
+        unfire(r, got_x, theta, got_a, tab)
+        np.testing.assert_array_equal(got_x, want_x)
+        # the dependents of r, in the same doubles; the branch-free step back refreshes every
+        # propensity some reaction changes, each to its value at the new state
+        refreshed = ~np.isnan(want_a)
+        np.testing.assert_array_equal(got_a[refreshed], want_a[refreshed])
+        exact = [propensity(j, got_x, theta, tab) for j in range(M)]
+        np.testing.assert_array_equal(got_a[~np.isnan(got_a)], np.array(exact)[~np.isnan(got_a)])
+        xbar = rng.normal(size=S)
+        want_s, got_s = np.empty(M), np.empty(M)
+        backward.stoich_adjoint(xbar, want_s, tab)
+        stoich_adjoint(xbar, got_s, tab)
+        np.testing.assert_array_equal(got_s, want_s)
+        abar = rng.normal(size=M) * (rng.random(M) < 0.8)  # some reactions skipped
+        for with_x in (True, False):
+            want = (xbar.copy(), rng.normal(size=P))
+            got = (want[0].copy(), want[1].copy())
+            backward.rates_adjoint(x, theta, abar, *want, with_x, tab)
+            rates_adjoint(x, theta, abar, *got, with_x, tab)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])

@@ -11,13 +11,13 @@ from ..kernels.philox import split_seed
 def _family_parts(network, specialize, load=True):
     """What the family for ``network`` is built from: ``(generated, cacheable, key)``, the
     network's generated kernel functions by the name they replace (expression laws, event
-    triggers, and the specialized ``fire``, which is None if ``load`` is false and it is not
-    loaded yet)."""
+    triggers, and the specialized ``fire`` and reverse-sweep functions, each None if ``load`` is
+    false and it is not loaded yet)."""
     generated = dict(network.kernel_functions())
     if specialize:
-        from ..specialize import fire_function
+        from ..specialize import specialized_functions
 
-        generated["fire"] = fire_function(network, load)
+        generated.update(specialized_functions(network, load))
     cacheable = all(fn is not None and is_on_disk(fn) for fn in generated.values())
     # generated functions are memoized by their source, so networks with the same generated code
     # share one compiled family
@@ -46,15 +46,15 @@ def is_compiled(network, specialize=False) -> bool:
     """Whether :func:`kernels_for` has this family ready in this process (no compilation; no
     generated source is written or imported to find out)."""
     generated, _, key = _family_parts(network, specialize, load=False)
-    if generated.get("fire", True) is None:
+    if any(fn is None for fn in generated.values()):
         return False
     return not generated or key in _FAMILIES
 
 
-def _disk_index(network, specialize):
+def _disk_index(network, specialize, kernel="simulate_batch"):
     """``(family, index)``: the family (built without compiling if this process has none yet)
-    and its batch kernel's Numba cache index, ``{}`` when nothing usable is cached. A family
-    found cached counts as ready for :func:`is_compiled` from then on."""
+    and the Numba cache index of its batch kernel ``kernel``, ``{}`` when nothing usable is
+    cached. A family found cached counts as ready for :func:`is_compiled` from then on."""
     generated, cacheable, key = _family_parts(network, specialize)
     if not cacheable:
         return None, {}
@@ -69,7 +69,7 @@ def _disk_index(network, specialize):
     try:
         # numba.core.caching.IndexDataCacheFile: empty when missing, written by another Numba
         # version, or stale (the kernel source's stamp changed)
-        index = family.simulate_batch._cache._cache_file._load_index()
+        index = getattr(family, kernel)._cache._cache_file._load_index()
     except (AttributeError, OSError, EOFError, ValueError, TypeError):
         return family, {}  # Numba's internals moved: decide as for an uncompiled family
     if index and generated:
@@ -84,18 +84,19 @@ def is_disk_cached(network, specialize=True) -> bool:
     return bool(_disk_index(network, specialize)[1])
 
 
-def has_machine_code(network, specialize, args) -> bool:
-    """Whether this family's batch kernel can run ``args`` without compiling: machine code for
-    their types is loaded in this process, or Numba's disk cache holds it for this machine and
-    the current kernel sources (the same index key Numba's own load looks up)."""
+def has_machine_code(network, specialize, args, kernel="simulate_batch") -> bool:
+    """Whether this family's batch kernel ``kernel`` (``simulate_batch`` or ``replay_batch``) can
+    run ``args`` without compiling: machine code for their types is loaded in this process, or
+    Numba's disk cache holds it for this machine and the current kernel sources (the same index
+    key Numba's own load looks up)."""
     signature = tuple(numba.typeof(a) for a in args)
     if (is_compiled(network, specialize)
-            and signature in kernels_for(network, specialize).simulate_batch.signatures):
+            and signature in getattr(kernels_for(network, specialize), kernel).signatures):
         return True
-    family, index = _disk_index(network, specialize)
+    family, index = _disk_index(network, specialize, kernel)
     if not index:
         return False
-    dispatcher = family.simulate_batch
+    dispatcher = getattr(family, kernel)
     try:
         return dispatcher._cache._index_key(signature, dispatcher.targetctx.codegen()) in index
     except (AttributeError, TypeError):

@@ -4,6 +4,24 @@ import numpy as np
 from scipy import stats
 
 
+def mass_action_orders_network(with_hill=True):
+    """A network of mass-action laws of orders 0-3 in one and two reactant species, with (or
+    without) a Hill-activated birth-death pair; returns ``(network, params, x0)``."""
+    import cupyssa as cs
+
+    net = cs.ReactionNetwork.from_string("""
+        0 -> A ; k0
+        2 A -> B ; k1
+        3 B -> C ; k2
+        A + B -> D ; k3
+        D -> A ; k4
+    """ + ("0 -> E ; hill(A, vmax, K, n)\nE -> 0 ; k4\n" if with_hill else ""))
+    params = dict(k0=5.0, k1=0.05, k2=0.001, k3=0.02, k4=0.3)
+    if with_hill:
+        params.update(vmax=3.0, K=5.0, n=2.0)
+    return net, params, dict.fromkeys(net.species, 0) | {"A": 10, "B": 5}
+
+
 def chisquare_pvalue(counts, probs, min_expected=5.0):
     """Chi-square goodness-of-fit p-value of ``counts`` (over states 0..K-1) against ``probs``.
 

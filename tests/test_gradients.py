@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import cupyssa as cs
+from conftest import mass_action_orders_network
 from cupyssa.gradients import _forward, _tape_dtype
 from cupyssa.kernels import backward
 from cupyssa.kernels.cpu import default as kernels
@@ -421,13 +422,7 @@ def test_generated_reverse_functions_give_the_table_driven_doubles(network):
     if network == "vilar":
         net = cs.models.vilar_oscillator().network
     else:
-        net = cs.ReactionNetwork.from_string("""
-            0 -> A ; k0
-            2 A -> B ; k1
-            3 B -> C ; k2
-            A + B -> D ; k3
-            D -> A ; k4
-        """ + ("0 -> E ; hill(A, vmax, K, n)\nE -> 0 ; k4\n" if network == "hill" else ""))
+        net = mass_action_orders_network(with_hill=network == "hill")[0]
     assert (specialize.rates_adjoint_source(net) is None) == (network == "hill")
     assert ("if r == 0" in specialize.unfire_source(net)) == (network != "orders")  # branches
     unfire = _generated(specialize.unfire_source(net), "unfire")

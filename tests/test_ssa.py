@@ -15,7 +15,7 @@ import pytest
 from scipy import linalg, stats
 
 import cupyssa as cs
-from conftest import chisquare_pvalue
+from conftest import chisquare_pvalue, mass_action_orders_network
 from cupyssa.errors import InitialStateError, MaxStepsExceeded, ParameterError, SimulationError
 
 N = 20_000
@@ -217,19 +217,10 @@ def test_errors_are_clear():
 
 def test_specialized_kernel_gives_identical_trajectories_and_errors():
     # mass action of orders 0-3 with several reactant species, and a Hill law (shared code path)
-    net = cs.ReactionNetwork.from_string("""
-        0 -> A ; k0
-        2 A -> B ; k1
-        3 B -> C ; k2
-        A + B -> D ; k3
-        D -> A ; k4
-        0 -> E ; hill(A, vmax, K, n)
-        E -> 0 ; k4
-    """)
-    params = dict(k0=5.0, k1=0.05, k2=0.001, k3=0.02, k4=0.3, vmax=3.0, K=5.0, n=2.0)
+    net, params, x0 = mass_action_orders_network()
     t = np.linspace(0, 5, 6)
-    a = cs.simulate(net, {"A": 10, "B": 5, "C": 0, "D": 0, "E": 0}, t, params, 200, seed=6)
-    b = cs.simulate(net, {"A": 10, "B": 5, "C": 0, "D": 0, "E": 0}, t, params, 200, seed=6,
+    a = cs.simulate(net, x0, t, params, 200, seed=6)
+    b = cs.simulate(net, x0, t, params, 200, seed=6,
                     specialize=True)
     np.testing.assert_array_equal(a.states, b.states)
     np.testing.assert_array_equal(a.n_events, b.n_events)

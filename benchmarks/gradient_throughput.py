@@ -50,7 +50,11 @@ Memory per step:
 Profile of the default gradient (skipped by ``--no-profile``): ``value_and_grad`` is run once
 more with timing wrappers around ``cupyssa.gradients._forward`` (first call: the 64-trajectory
 pilot; then the recording forward) and the CPU kernels' ``replay_batch`` (the reverse sweep);
-the remainder is the loss and Python bookkeeping.
+the remainder is the loss and Python bookkeeping. With it, the reverse sweep alone is timed three
+ways on the same recorded tapes of the ``st``/``fill`` gradient: cupyssa's generic kernel, its
+generated network-specific one (``specialize``), and the sweep written out for this one model in
+``benchmarks/handwritten.py`` (the practical limit, as the hand-written loops are for the forward;
+it returns cupyssa's per-trajectory gradients bit for bit, which the run checks).
 
 Start-up (``--startup``; a few minutes): ``import cupyssa``, a first ``simulate``, a first
 default ``value_and_grad`` and a first ``value_and_grad(..., specialize=True)`` of the
@@ -241,6 +245,54 @@ def _profile_once(N, seed, config):
            "record": sum(c[1] for c in fw[1:]), "record_steps": sum(c[2] for c in fw[1:]),
            "replay": sum(c[1] for c in calls if c[0] == "replay")}
     out["other"] = total - out["pilot"] - out["record"] - out["replay"]
+    return out
+
+
+def sweep_alone(N, seed, min_seconds):
+    """The reverse sweep alone, three ways, on the same recorded tapes of the ``st``/``fill``
+    gradient (the estimator the written-out sweep implements): cupyssa's generic kernel, its
+    generated network-specific one (``specialize``) and :func:`handwritten.dimerization_sweep_st_fill`
+    (the practical limit; it must return cupyssa's gradients bit for bit, which is checked).
+    Returns ``{name: events/s}`` and the recorded steps."""
+    import handwritten
+    from cupyssa.backends.cpu import kernels_for
+
+    m = model()
+    captured = []
+    generic = kernels_for(m.network, False)
+    orig = generic.replay_batch
+
+    def capture(*a):
+        captured.append(a)
+        return orig(*a)
+
+    generic.replay_batch = capture
+    capture.signatures = orig.signatures
+    try:
+        cs.value_and_grad(mean_b_loss(m.network), m, t_eval=[T_END], n_trajectories=N, seed=seed,
+                          **{**CONFIGS["grad st/fill"], "specialize": False})
+    finally:
+        generic.replay_batch = orig
+    args = captured[0]
+    (x, theta, _, _, K, tape, t_check, every, _, _, _, Gy, *_, inv_temp, _, lo, hi, _, want, _,
+     _) = args
+    steps = int(K.sum())
+    out = {"steps": steps}
+    kernels = [("generic", orig)] + ([("generated", kernels_for(m.network, True).replay_batch)]
+                                     if _has_specialize() else [])
+    for name, fn in kernels:
+        grads = np.empty_like(want)
+        call = (lambda fn=fn, grads=grads: fn(*args[:21], grads, *args[22:]))
+        call()
+        out[name] = steps / _timed(call, min_seconds)[1]
+    got = np.empty_like(want)
+
+    def hand():
+        handwritten.dimerization_sweep_st_fill(x, theta[0], K, tape, t_check, every, lo, hi, Gy,
+                                               inv_temp, got)
+    hand()
+    out["hand_exact"] = bool(np.array_equal(got, want))
+    out["hand-written"] = steps / _timed(hand, min_seconds)[1]
     return out
 
 
@@ -620,6 +672,8 @@ def main(argv=None):
         prof = profile_default(N, args.seed, args.repeats)
         sp = profile_default(N, args.seed, args.repeats, "grad score")
         prof["score_replay"], prof["score_steps"] = sp["replay"], sp["record_steps"]
+        log("reverse sweep alone: generic, generated, hand-written ...")
+        prof["sweeps"] = sweep_alone(N, args.seed, max(min_seconds, 0.2))
     rss = None if args.no_rss else cupyssa_traced_memory(N, args.seed)
     exact = None
     if not args.no_exact:
@@ -628,6 +682,19 @@ def main(argv=None):
         exact = cs.cme.fsp(m, t_eval=[T_END], sensitivities=True).d_mean()[0, m.network.species.index("B")]
     text = report(N, args.seed, ours, sx, sx_error, prof, rss, cmd, args.repeats, max_steps,
                   exact, min_seconds)
+    if prof and "sweeps" in prof:
+        sw = prof["sweeps"]
+        rates = ", ".join(f"{name} {sw[name] / 1e6:.1f}" for name in
+                          ("generic", "generated", "hand-written") if name in sw)
+        text += (f"\n\nReverse sweep alone (st/fill, T = {TEMPERATURE}, the same recorded tapes of "
+                 f"{sw['steps']} steps; mean per call over >= {max(min_seconds, 0.2):g} s), "
+                 f"Mevents/s: {rates} (the hand-written sweep for this model, "
+                 "`benchmarks/handwritten.py`, returns cupyssa's per-trajectory gradients "
+                 f"{'bit for bit' if sw['hand_exact'] else 'NOT bit for bit (a bug)'})")
+        if "generated" in sw:
+            text += (f"; generated ÷ hand-written {sw['generated'] / sw['hand-written']:.2f}, "
+                     f"generic ÷ hand-written {sw['generic'] / sw['hand-written']:.2f}")
+        text += "."
     if args.startup:
         log("start-up (cold compile, then warm cache) ...")
         text += "\n\n" + "\n".join([

@@ -19,6 +19,10 @@ order of ``SPECIES[name]``, ``out [n, T, S]`` (integer) the observed states, ``n
 The ``*_philox`` variant of the dimerization loop draws its numbers from cupyssa's counter-based
 Philox4x32-10 (same keying as cupyssa, so it reproduces cupyssa's trajectories exactly); it exists
 to measure what the RNG costs (see ``benchmarks/ssa_throughput.py --profile``).
+
+``dimerization_sweep_st_fill`` is the gradient's counterpart: cupyssa's straight-through reverse
+sweep of the dimerization written out for that one model, the speed limit that
+``benchmarks/gradient_throughput.py`` compares the package's sweeps with.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from cupyssa.kernels import philox
 from cupyssa.kernels.targets import retarget
 
 __all__ = ["LOOPS", "SPECIES", "PARAMS", "RNG_DESCRIPTION", "dimerization", "vilar", "schlogl",
-           "dimerization_philox"]
+           "dimerization_philox", "dimerization_sweep_st_fill"]
 
 RNG_DESCRIPTION = ("xoshiro256+ per trajectory, seeded by SplitMix64(seed + 0x9E3779B97F4A7C15 "
                    "* trajectory); u = ((r >> 11) + 1) * 2^-53 in (0, 1]")
@@ -389,6 +393,99 @@ def dimerization_philox(n, t_eval, seed, params, x0, out, n_events):
             t = t_next
             k += 1
         n_events[i] = k
+
+
+# -- gradient: the straight-through reverse sweep of the dimerization, written out --------------
+
+_uniform_block = retarget([philox.philox4x32, philox.words_to_uniform, philox.uniform_block],
+                          numba.njit(inline="always")).uniform_block
+
+
+@numba.njit(parallel=True, nogil=True)
+def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, checkpoint_every,
+                               seed_lo, seed_hi, G, inv_temp, grads):
+    """The straight-through (Gumbel-softmax) reverse sweep of cupyssa's ``value_and_grad`` for the
+    dimerization with forward-fill observations read at the end of the path only (``G [n, 1, 2]``
+    is ``dL/dY`` there): the practical speed limit of that sweep on a CPU.
+
+    Everything the generic kernels look up is literal: the step back, the two propensities, the
+    conditional Gumbel-softmax of two reactions (with ``T = 1 / inv_temp``, ``inv_temp`` an integer,
+    by repeated squaring), ``s = nu xbar`` and the adjoints. The draws are cupyssa's (Philox,
+    regenerated 8 steps at a time), the times are walked back as cupyssa does (``-log u_tau / a0``,
+    reset at the checkpoints), and the arithmetic follows the kernels' order, so ``grads [n, 2]``
+    (``dL/d(k1, k2)`` per trajectory) equals cupyssa's per-trajectory gradient bit for bit.
+    Arguments are those cupyssa's ``replay_batch`` receives (the recorded tapes), for trajectories
+    ``0 .. n-1``."""
+    k1 = params[0]
+    k2 = params[1]
+    p = int(inv_temp)
+    for n in prange(x_final.shape[0]):
+        forward = np.empty((2, 8))
+        gumbel = np.empty((2, 8))
+        A = x_final[n, 0]
+        B = x_final[n, 1]
+        xa = G[n, 0, 0]
+        xb = G[n, 0, 1]
+        g0 = 0.0
+        g1 = 0.0
+        t = 0.0
+        k_lo = n_steps[n] + 1
+        for k in range(n_steps[n] - 1, -1, -1):
+            if tape[n, k] == 0:  # 2A -> B fired from x_k
+                A += 2
+                B -= 1
+            else:
+                A -= 2
+                B += 1
+            c0 = ((A * 1.0) * ((A * 1.0) - 1.0)) * 0.5
+            a_0 = k1 * c0
+            a_1 = k2 * (B * 1.0)
+            a0 = a_0 + a_1
+            if k < k_lo:
+                k_lo = max(k - 7, 0)
+                _uniform_block(forward, seed_lo, seed_hi, n, k_lo, philox.STREAM_FORWARD, 1, 0)
+                _uniform_block(gumbel, seed_lo, seed_hi, n, k_lo, philox.STREAM_GUMBEL, 1, 0)
+            c = k - k_lo
+            tau = -math.log(forward[0, c]) / a0
+            if k % checkpoint_every == 0:
+                t = t_checkpoints[n, k // checkpoint_every]
+            else:
+                t -= tau
+            s0 = 0.0 + -2.0 * xa + 1.0 * xb  # nu_j . xbar_{k+1}
+            s1 = 0.0 + 2.0 * xa + -1.0 * xb
+            if tape[n, k] == 0:
+                a_r, a_o, below, u_o = a_0, a_1, 0.0, gumbel[1, c]
+            else:
+                a_r, a_o, below, u_o = a_1, a_0, a_0, gumbel[0, c]
+            v = (forward[1, c] * a0 - below) / a_r
+            v = min(max(v, 1.1102230246251565e-16), 1.0 - 1.1102230246251565e-16)
+            y_o = 0.0
+            if a_o > 0.0:
+                b = 1.0 + a0 / math.log(v) * math.log(u_o) / a_o
+                q = p
+                power = 1.0
+                while q > 0:
+                    if q & 1:
+                        power *= b
+                    b *= b
+                    q >>= 1
+                y_o = 1.0 / power
+            total = 1.0 / (1.0 + y_o)
+            if tape[n, k] == 0:
+                y0, y1 = 1.0 * total, y_o * total
+            else:
+                y0, y1 = y_o * total, 1.0 * total
+            ys = 0.0 + y0 * s0 + y1 * s1
+            ab0 = -0.0 + (y0 * (s0 - ys) * inv_temp / a_0 if a_0 > 0.0 else 0.0)
+            ab1 = -0.0 + (y1 * (s1 - ys) * inv_temp / a_1 if a_1 > 0.0 else 0.0)
+            if ab0 != 0.0:
+                g0 += ab0 * (c0 * 1.0)
+                xa += ab0 * k1 * 1.0 * ((((A * 1.0) - 1.0) + A * 1.0) / 2.0)
+            if ab1 != 0.0:
+                g1 += ab1 * ((B * 1.0) * 1.0)
+                xb += ab1 * k2 * 1.0 * 1.0
+        grads[n, 0] = g0
+        grads[n, 1] = g1
 
 
 #: model name -> loop

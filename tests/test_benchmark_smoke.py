@@ -56,3 +56,38 @@ def test_handwritten_dimerization_matches_cupyssa():
     assert np.nanmax(np.abs(z)) < 5, z
     assert abs(_z(n_events[:, None], res.n_events[:, None])[0]) < 5
 
+
+
+def test_handwritten_gradient_sweep_reproduces_cupyssa_bit_for_bit(monkeypatch):
+    """The written-out straight-through sweep of the dimerization (the gradient benchmark's speed
+    limit) gets the arguments cupyssa's reverse sweep gets and returns the same per-trajectory
+    gradients to the last bit (forward-fill observation at the end of the path, T = 1/10)."""
+    import cupyssa.gradients as gradients
+
+    hw = _load("handwritten")
+    m = cs.models.dimerization(k1=1e-3, k2=0.1, A0=300, B0=0)
+    loss = cs.losses.Mean(np.array([[0.0, 1.0]]))
+    captured = []
+    kernels_for = gradients.kernels_for
+
+    class Capture:
+        def __init__(self, family):
+            self.family = family
+
+        def __getattr__(self, name):
+            return getattr(self.family, name)
+
+        def replay_batch(self, *args):
+            captured.append(args)
+            self.family.replay_batch(*args)
+
+    monkeypatch.setattr(gradients, "kernels_for", lambda net, sp=False: Capture(kernels_for(net, sp)))
+    _, grad = cs.value_and_grad(loss, m, t_eval=[10.0], n_trajectories=64, seed=9,
+                                observation="fill", temperature=0.1, per_trajectory=True)
+    (x, theta, first, _, K, tape, t_check, every, obs_step, _, _, G, *_, inv_temp, _, lo, hi, _,
+     want, _, _) = captured[0]
+    assert first == 0 and np.all(obs_step[:, 0] == K)  # what the written-out sweep assumes
+    got = np.empty_like(want)
+    hw.dimerization_sweep_st_fill(x, theta[0], K, tape, t_check, every, lo, hi, G, inv_temp, got)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, grad.per_trajectory)

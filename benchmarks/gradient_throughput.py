@@ -54,7 +54,7 @@ the remainder is the loss and Python bookkeeping. With it, the reverse sweep alo
 ways on the same recorded tapes of the ``st``/``fill`` gradient: cupyssa's generic kernel, its
 generated network-specific one (``specialize``), and the sweep written out for this one model in
 ``benchmarks/handwritten.py`` (the practical limit, as the hand-written loops are for the forward;
-it returns cupyssa's per-trajectory gradients bit for bit, which the run checks).
+it returns cupyssa's per-trajectory gradients exactly, which the run checks).
 
 Start-up (``--startup``; a few minutes): ``import cupyssa``, a first ``simulate``, a first
 default ``value_and_grad`` and a first ``value_and_grad(..., specialize=True)`` of the
@@ -252,7 +252,7 @@ def sweep_alone(N, seed, min_seconds):
     """The reverse sweep alone, three ways, on the same recorded tapes of the ``st``/``fill``
     gradient (the estimator the written-out sweep implements): cupyssa's generic kernel, its
     generated network-specific one (``specialize``) and :func:`handwritten.dimerization_sweep_st_fill`
-    (the practical limit; it must return cupyssa's gradients bit for bit, which is checked).
+    (the practical limit; it must return cupyssa's gradients exactly, which is checked).
     Returns ``{name: events/s}`` and the recorded steps."""
     import handwritten
     from cupyssa.backends.cpu import kernels_for
@@ -690,7 +690,7 @@ def main(argv=None):
                  f"{sw['steps']} steps; mean per call over >= {max(min_seconds, 0.2):g} s), "
                  f"Mevents/s: {rates} (the hand-written sweep for this model, "
                  "`benchmarks/handwritten.py`, returns cupyssa's per-trajectory gradients "
-                 f"{'bit for bit' if sw['hand_exact'] else 'NOT bit for bit (a bug)'})")
+                 f"{'exactly' if sw['hand_exact'] else 'NOT exactly (a bug)'})")
         if "generated" in sw:
             text += (f"; generated ÷ hand-written {sw['generated'] / sw['hand-written']:.2f}, "
                      f"generic ÷ hand-written {sw['generic'] / sw['hand-written']:.2f}")

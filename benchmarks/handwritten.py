@@ -413,7 +413,8 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
     by repeated squaring), ``s = nu xbar`` and the adjoints. The draws are cupyssa's (Philox,
     regenerated 8 steps at a time), the times are walked back as cupyssa does (``-log u_tau / a0``,
     reset at the checkpoints), and the arithmetic follows the kernels' order, so ``grads [n, 2]``
-    (``dL/d(k1, k2)`` per trajectory) equals cupyssa's per-trajectory gradient bit for bit.
+    (``dL/d(k1, k2)`` per trajectory) equals cupyssa's per-trajectory gradient exactly (the same
+    doubles; at most the sign of a zero differs).
     Arguments are those cupyssa's ``replay_batch`` receives (the recorded tapes), for trajectories
     ``0 .. n-1``."""
     k1 = params[0]
@@ -478,12 +479,12 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
             ys = 0.0 + y0 * s0 + y1 * s1
             ab0 = -0.0 + (y0 * (s0 - ys) * inv_temp / a_0 if a_0 > 0.0 else 0.0)
             ab1 = -0.0 + (y1 * (s1 - ys) * inv_temp / a_1 if a_1 > 0.0 else 0.0)
-            if ab0 != 0.0:
-                g0 += ab0 * (c0 * 1.0)
-                xa += ab0 * k1 * 1.0 * ((((A * 1.0) - 1.0) + A * 1.0) / 2.0)
-            if ab1 != 0.0:
-                g1 += ab1 * ((B * 1.0) * 1.0)
-                xb += ab1 * k2 * 1.0 * 1.0
+            # cupyssa skips a reaction whose adjoint is 0; adding 0 * (finite) instead changes at
+            # most the sign of a zero, and the test of ab0, ab1 made this loop 2x slower
+            g0 += ab0 * (c0 * 1.0)
+            xa += ab0 * k1 * 1.0 * ((((A * 1.0) - 1.0) + A * 1.0) / 2.0)
+            g1 += ab1 * ((B * 1.0) * 1.0)
+            xb += ab1 * k2 * 1.0 * 1.0
         grads[n, 0] = g0
         grads[n, 1] = g1
 

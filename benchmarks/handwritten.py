@@ -33,7 +33,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from cupyssa.kernels import philox
+from cupyssa.kernels import backward, philox
 from cupyssa.kernels.targets import retarget
 
 __all__ = ["LOOPS", "SPECIES", "PARAMS", "RNG_DESCRIPTION", "dimerization", "vilar", "schlogl",
@@ -399,6 +399,8 @@ def dimerization_philox(n, t_eval, seed, params, x0, out, n_events):
 
 _uniform_block = retarget([philox.philox4x32, philox.words_to_uniform, philox.uniform_block],
                           numba.njit(inline="always")).uniform_block
+#: cupyssa's ``b^(-p)`` (repeated squaring for integer ``p``), compiled inline for this loop
+_inverse_power = numba.njit(inline="always")(backward.inverse_power)
 
 
 @numba.njit(parallel=True, nogil=True)
@@ -409,17 +411,15 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
     is ``dL/dY`` there): the practical speed limit of that sweep on a CPU.
 
     Everything the generic kernels look up is literal: the step back, the two propensities, the
-    conditional Gumbel-softmax of two reactions (with ``T = 1 / inv_temp``, ``inv_temp`` an integer,
-    by repeated squaring), ``s = nu xbar`` and the adjoints. The draws are cupyssa's (Philox,
-    regenerated 8 steps at a time), the times are walked back as cupyssa does (``-log u_tau / a0``,
-    reset at the checkpoints), and the arithmetic follows the kernels' order, so ``grads [n, 2]``
-    (``dL/d(k1, k2)`` per trajectory) equals cupyssa's per-trajectory gradient exactly (the same
-    doubles; at most the sign of a zero differs).
+    conditional Gumbel-softmax of two reactions (``T = 1 / inv_temp``), ``s = nu xbar`` and the
+    adjoints. The draws are cupyssa's (Philox, regenerated 8 steps at a time), the times are walked
+    back as cupyssa does (``-log u_tau / a0``, reset at the checkpoints), and the arithmetic follows
+    the kernels' order, so ``grads [n, 2]`` (``dL/d(k1, k2)`` per trajectory) equals cupyssa's
+    per-trajectory gradient exactly (the same doubles; at most the sign of a zero differs).
     Arguments are those cupyssa's ``replay_batch`` receives (the recorded tapes), for trajectories
     ``0 .. n-1``."""
     k1 = params[0]
     k2 = params[1]
-    p = int(inv_temp)
     for n in prange(x_final.shape[0]):
         forward = np.empty((2, 8))
         gumbel = np.empty((2, 8))
@@ -462,15 +462,7 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
             v = min(max(v, 1.1102230246251565e-16), 1.0 - 1.1102230246251565e-16)
             y_o = 0.0
             if a_o > 0.0:
-                b = 1.0 + a0 / math.log(v) * math.log(u_o) / a_o
-                q = p
-                power = 1.0
-                while q > 0:
-                    if q & 1:
-                        power *= b
-                    b *= b
-                    q >>= 1
-                y_o = 1.0 / power
+                y_o = _inverse_power(1.0 + a0 / math.log(v) * math.log(u_o) / a_o, inv_temp)
             total = 1.0 / (1.0 + y_o)
             if tape[n, k] == 0:
                 y0, y1 = 1.0 * total, y_o * total

@@ -72,6 +72,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -200,6 +201,21 @@ def profile_default(N, seed, repeats=3, config="grad st/kernel (default)"):
     return min(runs, key=lambda r: r["total"])
 
 
+@contextlib.contextmanager
+def _wrapped_replays(families, wrap):
+    """Within the block, each family's ``replay_batch`` is ``wrap(original)``, carrying the
+    original's compiled ``signatures`` (which ``value_and_grad`` reads to choose the family)."""
+    originals = [f.replay_batch for f in families]
+    for family, orig in zip(families, originals):
+        family.replay_batch = wrap(orig)
+        family.replay_batch.signatures = orig.signatures
+    try:
+        yield
+    finally:
+        for family, orig in zip(families, originals):
+            family.replay_batch = orig
+
+
 def _profile_once(N, seed, config):
     import cupyssa.gradients as G
     from cupyssa.backends.cpu import kernels_for
@@ -211,7 +227,7 @@ def _profile_once(N, seed, config):
     families = [kernels_for(m.network, False)] + ([kernels_for(m.network, True)]
                                                   if _has_specialize() else [])
     calls = []
-    orig_forward, orig_replays = G._forward, [f.replay_batch for f in families]
+    orig_forward = G._forward
 
     def forward(*a, **k):
         t0 = time.perf_counter()
@@ -226,20 +242,17 @@ def _profile_once(N, seed, config):
             out = orig(*a, **k)
             calls.append(("replay", time.perf_counter() - t0, 0, 0))
             return out
-        replay.signatures = orig.signatures  # what value_and_grad's choice of family reads
         return replay
 
     G._forward = forward
-    for family, orig in zip(families, orig_replays):
-        family.replay_batch = timed_replay(orig)
     try:
-        t0 = time.perf_counter()
-        cs.value_and_grad(loss, m, t_eval=[T_END], n_trajectories=N, seed=seed, **CONFIGS[config])
-        total = time.perf_counter() - t0
+        with _wrapped_replays(families, timed_replay):
+            t0 = time.perf_counter()
+            cs.value_and_grad(loss, m, t_eval=[T_END], n_trajectories=N, seed=seed,
+                              **CONFIGS[config])
+            total = time.perf_counter() - t0
     finally:
         G._forward = orig_forward
-        for family, orig in zip(families, orig_replays):
-            family.replay_batch = orig
     fw = [c for c in calls if c[0] == "forward"]
     out = {"total": total, "pilot": fw[0][1] if fw else 0.0, "pilot_steps": fw[0][2] if fw else 0,
            "record": sum(c[1] for c in fw[1:]), "record_steps": sum(c[2] for c in fw[1:]),
@@ -262,17 +275,15 @@ def sweep_alone(N, seed, min_seconds):
     generic = kernels_for(m.network, False)
     orig = generic.replay_batch
 
-    def capture(*a):
-        captured.append(a)
-        return orig(*a)
+    def capture(orig):
+        def replay(*a):
+            captured.append(a)
+            return orig(*a)
+        return replay
 
-    generic.replay_batch = capture
-    capture.signatures = orig.signatures
-    try:
+    with _wrapped_replays([generic], capture):
         cs.value_and_grad(mean_b_loss(m.network), m, t_eval=[T_END], n_trajectories=N, seed=seed,
                           **{**CONFIGS["grad st/fill"], "specialize": False})
-    finally:
-        generic.replay_batch = orig
     args = captured[0]
     (x, theta, _, _, K, tape, t_check, every, _, _, _, Gy, *_, inv_temp, _, lo, hi, _, want, _,
      _) = args

@@ -341,9 +341,10 @@ def schlogl(n, t_eval, seed, params, x0, out, n_events):
 
 # -- profiling variant: dimerization with cupyssa's Philox4x32-10 draws ------------------------
 
-# cupyssa's own Philox source, compiled inline for this loop: the draws are exactly cupyssa's
-_uniform_pair = retarget([philox.philox4x32, philox.words_to_uniform, philox.uniform_pair],
-                         numba.njit(inline="always")).uniform_pair
+# cupyssa's own Philox source, compiled inline for these loops: the draws are exactly cupyssa's
+_philox = retarget([philox.philox4x32, philox.words_to_uniform, philox.uniform_pair,
+                    philox.uniform_block], numba.njit(inline="always"))
+_uniform_pair = _philox.uniform_pair
 _MASK32 = np.uint64(0xFFFFFFFF)
 _U32 = np.uint64(32)
 
@@ -397,8 +398,7 @@ def dimerization_philox(n, t_eval, seed, params, x0, out, n_events):
 
 # -- gradient: the straight-through reverse sweep of the dimerization, written out --------------
 
-_uniform_block = retarget([philox.philox4x32, philox.words_to_uniform, philox.uniform_block],
-                          numba.njit(inline="always")).uniform_block
+_uniform_block = _philox.uniform_block
 #: cupyssa's ``b^(-p)`` (repeated squaring for integer ``p``), compiled inline for this loop
 _inverse_power = numba.njit(inline="always")(backward.inverse_power)
 

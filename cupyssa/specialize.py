@@ -218,7 +218,6 @@ def specialized_functions(network, load: bool = True) -> dict:
     ``fire`` for the forward, ``unfire``, ``stoich_adjoint`` and (mass-action networks)
     ``rates_adjoint`` for the reverse sweep. With ``load=False`` nothing is written or imported:
     each is ``None`` unless already loaded."""
-    _check_size(network)
     sources = {"reaction_count": f"def reaction_count(a):\n    return {network.n_reactions}\n",
                "fire": fire_source(network), "unfire": unfire_source(network),
                "stoich_adjoint": stoich_adjoint_source(network),

@@ -206,7 +206,7 @@ def main(argv=None):
     ap.add_argument("--step-check", type=float, default=None,
                     help="solve(step_check=...): redo steps whose out-of-sample error exceeds it "
                          "(toggle, schlogl2)")
-    ap.add_argument("--integrator", default="euler", choices=("euler", "heun"),
+    ap.add_argument("--integrator", default="euler", choices=("euler", "heun", "implicit"),
                     help="solve(integrator=...) of the tdvp step (toggle, schlogl2, mapk, schlogl3x3)")
     ap.add_argument("--init-time", type=float, default=None,
                     help="solve(init_time=...): start from the exact short-time law at this time "

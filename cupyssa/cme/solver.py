@@ -110,7 +110,9 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     model : "nade", "made" or an AutoregressiveModel instance (its parameters are the start;
         its columns follow ``species_order``)
     hidden : NADE width; width, depth : MADE shape
-    dt : largest time step (the step is also limited by ``courant / q99(|E|)``)
+    dt : largest time step (with the explicit integrators the step is also limited by
+        ``courant / q99(|E|)``; the implicit step is always ``dt``, or what is left to the next
+        output time)
     n_samples : samples per step / iteration
     n_iter, lr : iterations per step and step size (defaults: tdvp 1, 1; natgrad 3, 1; adam
         20, 1e-2). For ``tdvp``, ``n_iter > 1`` iterates the step's fit Gauss-Newton fashion on
@@ -141,7 +143,7 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     order : Taylor order of the step target, 1 (Euler, ``1 + h E``) or 2 (``1 + h E + h^2 E2 / 2``,
         see :func:`cupyssa.cme.van.local_energy`; ``K`` times the work per step, and much
         smaller time-discretization error in far tails: use it for rare events)
-    integrator : {"euler", "heun"}
+    integrator : {"euler", "heun", "implicit"}
         How a ``tdvp`` step moves the network parameters (:mod:`cupyssa.cme.van`): ``"euler"``
         (default) fits the step at ``theta_t``; ``"heun"`` fits it again from that Euler point,
         with the local energy there, and averages (~1.4x the time per step). Heun damps
@@ -149,7 +151,12 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         at t = 5 with 1,600 samples, Hellinger at t = 10 0.012 / 0.006 / 0.006 (three seeds)
         instead of 0.048 / 0.086 (two). It is not second order in time, and where the network
         can represent any law (one species, all states enumerated) its error is 1.3-1.5x
-        Euler's.
+        Euler's. ``"implicit"`` is backward Euler, ``(I - h W) P_{t+h} = P_t``, stable for any
+        ``h``: use it for stiff chains, whose explicit steps are limited by the fastest rate in
+        the box rather than by how fast the law changes (2-site Schlögl: ``dt=1e-3``, 1,000 steps
+        to t = 1 instead of ~27,000, and within Hellinger 0.002 of the exact marginals with
+        2,000 samples where the explicit steps never stayed below 0.015; start it with
+        ``init_time``). A step costs the network's gradients at the samples' predecessors too.
     initial : callable ``log_p0(states [N, S]) -> [N]`` (columns in the network's order), optional
         A user initial distribution, fitted by natural gradient (``init_iter`` iterations).
     init_iter : iterations of the initial fit: natural-gradient steps for ``initial``, at most

@@ -8,19 +8,26 @@ from cupyssa.cme import MADE, NADE
 from cupyssa.cme.autoregressive import ModelSpecError
 
 CAPS = [2, 3, 4]
+IDS = ["nade", "made"]
+#: the gradient tests also take a NADE with equal caps, whose gradient blocks are written
+#: without masking
+GRADIENT_IDS = IDS + ["nade-equal-caps"]
 
 
-def _models():
+def _models(equal_caps=False):
     rng = np.random.default_rng(3)
     out = []
-    for m in (NADE(CAPS, hidden=5, rng=rng, init_scale=0.7),
-              MADE(CAPS, width=6, depth=2, rng=rng, init_scale=0.7)):
+    models = [NADE(CAPS, hidden=5, rng=rng, init_scale=0.7),
+              MADE(CAPS, width=6, depth=2, rng=rng, init_scale=0.7)]
+    if equal_caps:
+        models.append(NADE([3, 3, 3], hidden=4, rng=rng, init_scale=0.7))
+    for m in models:
         m.theta = m.theta + rng.normal(0, 0.4, m.n_params)  # a generic (non-initial) point
         out.append(m)
     return out
 
 
-@pytest.mark.parametrize("model", _models(), ids=["nade", "made"])
+@pytest.mark.parametrize("model", _models(), ids=IDS)
 def test_normalized_and_autoregressive(model):
     X = model.enumerate_states()
     assert X.shape == (24, 3)
@@ -32,7 +39,7 @@ def test_normalized_and_autoregressive(model):
     assert model.log_prob(np.array([[0, 3, 0], [-1, 0, 0]])).tolist() == [-np.inf, -np.inf]
 
 
-@pytest.mark.parametrize("model", _models(), ids=["nade", "made"])
+@pytest.mark.parametrize("model", _models(equal_caps=True), ids=GRADIENT_IDS)
 def test_per_sample_gradient_matches_finite_differences(model):
     n = model.enumerate_states()[[0, 5, 11, 17, 23]]
     lp, G = model.log_prob_and_grad(n)
@@ -51,7 +58,7 @@ def test_per_sample_gradient_matches_finite_differences(model):
     np.testing.assert_allclose(G, fd, rtol=0, atol=1e-8)
 
 
-@pytest.mark.parametrize("model", _models(), ids=["nade", "made"])
+@pytest.mark.parametrize("model", _models(equal_caps=True), ids=GRADIENT_IDS)
 def test_jacobian_products_equal_the_assembled_gradients(model):
     """What the Fisher solves use, ``G G^T`` and ``G^T v`` (NADE: from its factors, without
     forming ``G``; MADE: the dense matrix), equals the products of the assembled per-sample
@@ -87,7 +94,7 @@ def test_jacobian_products_equal_the_assembled_gradients(model):
         np.testing.assert_allclose(g_jac, g_dense, rtol=0, atol=1e-12 * np.abs(g_dense).max())
 
 
-@pytest.mark.parametrize("model", _models(), ids=["nade", "made"])
+@pytest.mark.parametrize("model", _models(), ids=IDS)
 def test_ancestral_sampling_is_exact(model):
     rng = np.random.default_rng(0)
     N = 100_000

@@ -261,8 +261,9 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         ar = model.copy()
     else:
         ar = make_model(model, capv, rng, hidden=hidden, width=width, depth=depth)
-        ar.set_marginal_bias(point_mass_log_probs(x, capv, init_width))
-        if initial is not None:
+        if initial is None:
+            ar.set_marginal_bias(point_mass_log_probs(x, capv, init_width))
+        else:
             enumerated = ar.enumerate_states() if sampling == "enumerate" else None
             back = np.argsort(columns)  # factorization order -> network order
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from scipy import stats
 
 from cupyssa.cme import MADE, NADE
@@ -77,6 +78,12 @@ def test_jacobian_products_equal_the_assembled_gradients(model):
         np.testing.assert_array_equal(lp_j, lp)
         assert J.shape == G.shape
         np.testing.assert_array_equal(J.dense(), G)
+        # sparse combinations of rows, with rows of C that have no, one or several nonzeros
+        C = sp.random(5, n_samples, density=0.4, random_state=1, format="lil")
+        C[0] = 0.0
+        C = C.tocsr()
+        np.testing.assert_allclose(J.left_multiply(C), C @ G, rtol=0,
+                                   atol=1e-13 * np.abs(G).max() * max(np.abs(C).sum(axis=1).max(), 1))
         v = rng.normal(size=n_samples)
         # summation orders differ: agreement to a few ulps of the largest entry
         K = G @ G.T

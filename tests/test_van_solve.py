@@ -350,7 +350,7 @@ def test_backward_euler_jacobian_matches_finite_differences():
     # ~1e-16 / 1e-5 = 1e-11 per unit of f, so 1e-7 relative to |J v| separates a wrong term
     # (O(1) relative) from noise. Small toggle switch, a perturbed network as the new law, a
     # stiff step (h = 1: h a_0(n) up to ~35 at the sampled states); the Jacobian is assembled
-    # in blocks of 7 states to exercise the blockwise path.
+    # in blocks of 7 samples to exercise the blockwise path.
     import cupyssa.cme.van as van
     from cupyssa.cme.van import Flows, backward_euler_residual
 
@@ -363,12 +363,13 @@ def test_backward_euler_jacobian_matches_finite_differences():
     lp_t = start.log_prob(n)
     h = 1.0
     assert (h * flows.outflow).max() > 10
-    entries = van._DENSE_JACOBIAN_ENTRIES
-    van._DENSE_JACOBIAN_ENTRIES = 7 * new.n_params
+    K = len(prob.network.stoichiometry)
+    entries = van._JACOBIAN_BLOCK_ENTRIES
+    van._JACOBIAN_BLOCK_ENTRIES = 7 * (K + 1) * new.n_params
     try:
         f, J = backward_euler_residual(new, flows, lp_t, h, jacobian=True)
     finally:
-        van._DENSE_JACOBIAN_ENTRIES = entries
+        van._JACOBIAN_BLOCK_ENTRIES = entries
     # the same residual with or without the Jacobian (up to rounding: other blocks of states)
     np.testing.assert_allclose(f, backward_euler_residual(new, flows, lp_t, h), rtol=0,
                                atol=1e-12)

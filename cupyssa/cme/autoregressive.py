@@ -258,6 +258,11 @@ class Jacobian:
         """``G`` [N, P] itself."""
         raise NotImplementedError
 
+    def left_multiply(self, C) -> np.ndarray:
+        """``C G`` [R, P] for a sparse ``C`` [R, N] (``scipy.sparse``): combinations of the
+        per-sample gradients, e.g. a state's gradient minus weighted ones of its neighbours."""
+        return C @ self.dense()
+
 
 class DenseJacobian(Jacobian):
     """A Jacobian held as the matrix ``G``."""
@@ -323,6 +328,32 @@ class NADEJacobian(Jacobian):
 
     def dense(self):
         return self.model._backward(self.cache, self.g, self.dA, self.R)
+
+    def left_multiply(self, C):
+        """``C G`` from the factors: row ``r`` of the ``V`` block of species ``i`` is
+        ``sum_s C[r, s] g_i(s) h_i(s)^T``, one ``[M_i, J] @ [J, H]`` product per row over its
+        ``J`` nonzeros, so the ``[N, P]`` rows of ``G`` are never formed (they would be for
+        ``C @ dense()``: on the 3x3 Schlögl lattice, ~60 states per row of ``C``)."""
+        m, o = self.model, self.model._offsets
+        C = C.tocsr()
+        R = C.shape[0]
+        out = np.empty((R, m.n_params))
+        out[:, o[0]:o[2]] = C @ self.small
+        # C's nonzeros padded to [R, J]: column index and value (0 in the padding)
+        counts = np.diff(C.indptr)
+        filled = np.arange(max(int(counts.max(initial=0)), 1)) < counts[:, None]
+        cols = np.zeros(filled.shape, dtype=np.int64)
+        vals = np.zeros(filled.shape)
+        cols[filled], vals[filled] = C.indices, C.data
+        v_at, b_at = o[2], o[3]
+        for i, cap in enumerate(m.caps):
+            g = self.g[cols, i, :cap] * vals[:, :, None]  # [R, J, M_i]
+            out[:, v_at:v_at + cap * m.H] = np.matmul(g.transpose(0, 2, 1),
+                                                      self.h[cols, i]).reshape(R, -1)
+            out[:, b_at:b_at + cap] = g.sum(axis=1)
+            v_at += cap * m.H
+            b_at += cap
+        return out
 
 
 class NADE(AutoregressiveModel):

@@ -311,7 +311,8 @@ def backward_euler_residual(model: AutoregressiveModel, flows: Flows, log_p_t, h
         ``G(n) - sum_k b_k(n) G(n - s_k)`` with ``G = d log P' / d theta`` and
         ``b_k = h a_k(n - s_k) P'(n - s_k) / (P_t(n) + h sum_j a_j(n - s_j) P'(n - s_j))``
         (``b_k >= 0``, ``sum_k b_k < 1``): the network's gradients at the ``K`` predecessors
-        enter, assembled densely, block by block of states.
+        enter (:meth:`~cupyssa.cme.autoregressive.Jacobian.left_multiply`, block by block of
+        samples).
 
     Returns
     -------
@@ -319,36 +320,43 @@ def backward_euler_residual(model: AutoregressiveModel, flows: Flows, log_p_t, h
     """
     N, K = flows.feed.shape
     states, at_n, at_pred = flows.union
-    U = len(states)
+    cols = np.concatenate([at_n[:, None], at_pred], axis=1)  # [N, K + 1] rows of `states`
     with np.errstate(divide="ignore"):
         log_feed = np.log(h * flows.feed)  # -inf where reaction k does not feed n
+    log_out = np.log1p(h * flows.outflow)
+
+    def residual(rows, lp):
+        """``f`` and the weights ``b`` [R, K] at the samples ``rows``, given ``log P'`` at
+        their states ``lp`` [R, K + 1] (the sample, then its predecessors)."""
+        terms = np.concatenate([log_p_t[rows, None], log_feed[rows] + lp[:, 1:]], axis=1)
+        top = terms.max(axis=1)
+        log_rhs = top + np.log(np.exp(terms - top[:, None]).sum(axis=1))
+        return lp[:, 0] + log_out[rows] - log_rhs, np.exp(terms[:, 1:] - log_rhs[:, None])
+
     if not jacobian:
-        lp_u = model.log_prob(states)
-    else:
-        lp_u, blocks = np.empty(U), []
-        step = max(1, _DENSE_JACOBIAN_ENTRIES // model.n_params)
-        for lo in range(0, U, step):
-            lp_u[lo:lo + step], J = model.log_prob_and_jacobian(states[lo:lo + step])
-            blocks.append(J.dense())
-    terms = np.concatenate([log_p_t[:, None], log_feed + lp_u[at_pred]], axis=1)
-    top = terms.max(axis=1)
-    log_rhs = top + np.log(np.exp(terms - top[:, None]).sum(axis=1))
-    f = lp_u[at_n] + np.log1p(h * flows.outflow) - log_rhs
-    if not jacobian:
-        return f
-    b = np.exp(terms[:, 1:] - log_rhs[:, None])
-    C = sp.csr_matrix((np.r_[np.ones(N), -b.reshape(-1)],
-                       (np.r_[np.arange(N), np.repeat(np.arange(N), K)],
-                        np.r_[at_n, at_pred.reshape(-1)])), shape=(N, U))
-    J = np.zeros((N, model.n_params))
-    for lo, block in zip(range(0, U, step), blocks):
-        J += C[:, lo:lo + len(block)] @ block
+        return residual(slice(None), model.log_prob(states)[cols])[0]
+    f, J = np.empty(N), np.empty((N, model.n_params))
+    # blocks of samples, each with the network at the states it refers to (a state shared by two
+    # blocks is evaluated in both)
+    rows_per_block = max(1, _JACOBIAN_BLOCK_ENTRIES // ((K + 1) * model.n_params))
+    for lo in range(0, N, rows_per_block):
+        rows = slice(lo, lo + rows_per_block)
+        used, local = np.unique(cols[rows], return_inverse=True)
+        local = local.reshape(-1, K + 1)
+        R = len(local)
+        lp, jac = model.log_prob_and_jacobian(states[used])
+        f[rows], b = residual(rows, lp[local])
+        # row r of C: +1 at the sample, -b_k at its predecessors
+        C = sp.csr_matrix((np.concatenate([np.ones((R, 1)), -b], axis=1).reshape(-1),
+                           (np.repeat(np.arange(R), K + 1), local.reshape(-1))),
+                          shape=(R, len(used)))
+        J[rows] = jac.left_multiply(C)
     return f, J
 
 
-#: the dense Jacobian rows of :func:`backward_euler_residual` are made this many entries at a
-#: time (128 MiB of doubles)
-_DENSE_JACOBIAN_ENTRIES = 2 ** 24
+#: :func:`backward_euler_residual` differentiates the network at the states of so many samples
+#: at a time that their assembled gradient rows would hold at most this many entries (128 MiB)
+_JACOBIAN_BLOCK_ENTRIES = 2 ** 24
 
 
 #: boxes up to this many states key their rows by an int64 mixed-radix index

@@ -136,7 +136,7 @@ def toggle(args):
 
 
 def _start_and_integrator(args):
-    return dict(integrator=args.integrator, init_time=args.init_time)
+    return dict(integrator=args.integrator, init_time=args.init_time, init_law=args.init_law)
 
 
 def schlogl2(args):
@@ -184,7 +184,8 @@ def mapk(args):
 def schlogl3x3(args):
     m = models.schlogl_paper((3, 3))
     _vs_ssa("2-D Schlögl 3x3", m, 1.0 if args.full else 0.05, ("X1_1", "X0_0", "X0_1"), args,
-            method=args.method, hidden=32, n_samples=args.samples or 800, dt=args.dt or 1e-3, seed=0,
+            method=args.method, hidden=args.hidden or 32, n_samples=args.samples or 800,
+            dt=args.dt or 1e-3, eps=args.eps, alpha=args.alpha, seed=args.seed,
             **_start_and_integrator(args))
 
 
@@ -199,9 +200,10 @@ def main(argv=None):
     ap.add_argument("--hidden", type=int, default=None)
     ap.add_argument("--eps", type=float, default=0.02, help="uniform share of the proposal")
     ap.add_argument("--alpha", type=float, default=0.5,
-                    help="tempering exponent of the proposal (toggle, schlogl2); 0.2 carries the "
+                    help="tempering exponent of the proposal (toggle, schlogl2, schlogl3x3); 0.2 carries the "
                          "2-site Schlögl flux into the low state, see RESULTS.md")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the solves (toggle, schlogl2)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the solves (toggle, schlogl2, schlogl3x3)")
     ap.add_argument("--init-width", type=float, default=0.2)
     ap.add_argument("--step-check", type=float, default=None,
                     help="solve(step_check=...): redo steps whose out-of-sample error exceeds it "
@@ -212,6 +214,9 @@ def main(argv=None):
                     help="solve(init_time=...): start from the exact short-time law at this time "
                          "instead of evolving the point mass through it (toggle, schlogl2, mapk, "
                          "schlogl3x3)")
+    ap.add_argument("--init-law", default="exact", choices=("exact", "product"),
+                    help="solve(init_law=...): the law at --init-time, exact or the product of "
+                         "per-species laws (the 3x3 lattice: the exact set is out of reach)")
     ap.add_argument("--rare-samples", type=int, default=1000)
     ap.add_argument("--rare-eps", type=float, default=0.5)
     ap.add_argument("--rare-courant", type=float, default=0.2)

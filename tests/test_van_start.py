@@ -6,6 +6,7 @@ import pytest
 from scipy.stats import poisson
 
 import cupyssa.models as models
+from cupyssa import ReactionNetwork
 from cupyssa.cme import box_cme, fsp, solve
 from cupyssa.cme.fsp import _lookup
 from cupyssa.cme.start import short_time_law
@@ -67,6 +68,47 @@ def test_solve_from_the_short_time_law():
     for s in ("Px", "Py", "Gx", "Gy"):
         assert hellinger(sol.marginal(s, 1), ref.marginal(s, 1)) <= 0.01, s
         assert hellinger(sol.marginal(s, 2), ref.marginal(s, 2)) <= 0.02, s
+
+
+def _two_independent_species():
+    # X and Y each immigration-death, no reaction couples them: the law is a product at all times
+    net = ReactionNetwork.from_string("""
+        0 -> X ; kx
+        X -> 0 ; gx
+        0 -> Y ; ky
+        Y -> 0 ; gy
+    """)
+    return net, dict(kx=6.0, gx=1.0, ky=2.0, gy=0.5), np.array([3, 1]), np.array([30, 20])
+
+
+@pytest.mark.parametrize("kind", ["nade", "made"])
+def test_product_law_of_independent_species_is_the_law(kind):
+    # With no coupling the per-species chains are the marginals of the exact law, which is
+    # their product: against the exact short-time law on its set (lost mass 1e-12, so the sets'
+    # probabilities agree to ~1e-12), and set_product_law makes the network exactly that product
+    # (log-probabilities to rounding), which solve(init_law="product") starts from.
+    from cupyssa.cme.start import product_short_time_law
+    from cupyssa.cme.van import make_model
+
+    net, params, x0, caps = _two_independent_species()
+    theta = net.parameter_vector(params)
+    laws = product_short_time_law(net, x0, theta, caps, 0.3)
+    exact = short_time_law(net, x0, theta, caps, 0.3, tol=1e-12)
+    np.testing.assert_allclose(laws[0][exact.states[:, 0]] * laws[1][exact.states[:, 1]],
+                               exact.p, rtol=0, atol=1e-11)
+    ar = make_model(kind, caps, np.random.default_rng(0), hidden=5, width=6, depth=2)
+    ar.set_product_law([np.log(p) for p in laws])
+    states = ar.enumerate_states()
+    np.testing.assert_allclose(ar.log_prob(states),
+                               np.log(laws[0][states[:, 0]]) + np.log(laws[1][states[:, 1]]),
+                               rtol=0, atol=1e-12)
+    sol = solve(net, x0=x0, t_eval=[0.0, 0.3], params=params, caps=caps, init_time=0.3,
+                init_law="product", model=kind, hidden=5, width=6, n_samples=50)
+    assert sol.stats["init_law"] == "product" and sol.stats["steps"] == 0
+    np.testing.assert_allclose(sol.log_prob(states, 1), ar.log_prob(states), rtol=0, atol=1e-12)
+    with pytest.raises(VANError, match="init_law"):
+        solve(net, x0=x0, t_eval=[0.0, 0.3], params=params, caps=caps, init_time=0.3,
+              init_law="mean-field")
 
 
 def test_bad_init_time():

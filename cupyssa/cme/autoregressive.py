@@ -71,6 +71,14 @@ class AutoregressiveModel:
             raise ModelSpecError(f"parameter vector has shape {theta.shape}, expected {self.theta.shape}")
         self.theta = theta.copy()
 
+    def set_product_law(self, log_probs) -> None:
+        """Make the model the product law ``P(n) = prod_i p_i(n_i)`` exactly: the output biases
+        are ``log_probs[i]`` ([M_i] each, normalized or not) and the weights into the outputs
+        are zero, so no conditional depends on ``n_<i`` (the hidden layers keep their weights:
+        the outputs' gradients still reach them once those weights move)."""
+        self.theta[self._output_weights] = 0.0
+        self.set_marginal_bias(log_probs)
+
     def copy(self) -> "AutoregressiveModel":
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
@@ -92,6 +100,11 @@ class AutoregressiveModel:
         return n / self.caps
 
     # -- core ------------------------------------------------------------------------------
+    @property
+    def _output_weights(self) -> slice:  # pragma: no cover - abstract
+        """The entries of ``theta`` that carry ``n_<i`` into the logits."""
+        raise NotImplementedError
+
     def _logits(self, n):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -401,6 +414,10 @@ class NADE(AutoregressiveModel):
         b[self.valid] = th[o[3]:o[4]]
         return W, c, V, b
 
+    @property
+    def _output_weights(self) -> slice:
+        return slice(self._offsets[2], self._offsets[3])  # V
+
     def set_marginal_bias(self, log_probs) -> None:
         """Set ``b_i`` so that, ignoring ``V``, conditional ``i`` is ``log_probs[i]`` ([M_i])."""
         b = np.zeros((self.S, self.M_max))
@@ -513,6 +530,10 @@ class MADE(AutoregressiveModel):
                 c[self.bias_valid] = self.theta[o[2 * li + 1]:o[2 * li + 2]]
             layers.append((W, c))
         return layers
+
+    @property
+    def _output_weights(self) -> slice:
+        return slice(self._offsets[-3], self._offsets[-2])  # the masked W_o
 
     def set_marginal_bias(self, log_probs) -> None:
         b = np.zeros((self.S, self.M_max))

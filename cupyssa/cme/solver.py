@@ -15,7 +15,7 @@ import numpy as np
 from ..models import Model
 from .autoregressive import AutoregressiveModel
 from .solution import VANSolution
-from .start import fit_to_law, short_time_law
+from .start import fit_to_law, product_short_time_law, short_time_law
 from .van import (CMEProblem, ReorderedNetwork, VANError, VANOptions, evolve, fit_initial,
                   make_model, point_mass_log_probs)
 
@@ -82,7 +82,7 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
           alpha: float = 0.5, eps: float = 0.02, reweight: bool = False, order: int = 1,
           integrator: str = "euler",
           initial: Callable | None = None, init_time: float | None = None,
-          init_tol: float = 1e-8, init_width: float = 0.2, init_iter: int = 200,
+          init_law: str = "exact", init_tol: float = 1e-8, init_width: float = 0.2, init_iter: int = 200,
           params_at: Callable | None = None,
           n_output_samples: int = 10_000, checkpoint: str | None = None,
           checkpoint_every: int = 100, progress: bool = False, seed: int = 0,
@@ -176,6 +176,13 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         iteration evaluates the network's log-probabilities and their gradient on the whole set
         (toggle switch, ``init_time=0.1``: 1,113 states, ~6 s for the fit; MAPK cascade,
         ``init_time=0.2``: 20,794 states, ~3 s per iteration on a loaded core).
+    init_law : {"exact", "product"}
+        The law at ``init_time``: ``"exact"`` as above, or ``"product"``, the product of
+        per-species laws in which each species moves alone with the others held at ``x0``
+        (:func:`cupyssa.cme.start.product_short_time_law`), set in the network exactly (no fit).
+        It needs ``sum_i M_i`` states where the exact law's set grows with the events of all
+        species together (the 3x3 Schlögl lattice), and misses the correlations built by
+        ``init_time`` (2-site Schlögl at 0.002: joint Hellinger 0.015, marginals 2e-4).
     init_tol : lost mass accepted for the ``init_time`` law (its 1-norm error bound)
     init_width : width of the smoothed point mass ``p_i(m) ∝ exp(-|m - x0_i| / init_width)``
         (``e^{-1/init_width}`` of the mass per species sits on each neighbour of ``x0``, also on
@@ -243,6 +250,8 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
                            f"t_eval[0] (t_eval = {t_eval[:2].tolist()}...)")
         if not (0 < init_tol < 1):
             raise VANError(f"init_tol must be in (0, 1), got {init_tol!r}")
+    if init_law not in ("exact", "product"):
+        raise VANError(f"unknown init_law {init_law!r}; choose 'exact' or 'product'")
     if method not in _DEFAULTS:
         raise VANError(f"unknown method {method!r}; choose 'tdvp', 'natgrad' or 'adam'")
     d_iter, d_lr = _DEFAULTS[method]
@@ -277,25 +286,37 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
             thetas, stats = evolve(prob, ar, t_eval, opts)
         else:
             thetas, stats = _evolve_from_short_time_law(prob, ar, t_eval, opts, init_time,
-                                                        init_tol, init_iter)
+                                                        init_law, init_tol, init_iter)
     return VANSolution(t_eval, system.species, ar, thetas, stats, method,
                        n_output_samples=n_output_samples, seed=seed)
 
 
-def _evolve_from_short_time_law(prob, model, t_eval, opts, init_time, init_tol, init_iter):
-    """:func:`~cupyssa.cme.van.evolve` started from the exact law at ``t_eval[0] + init_time``
-    (:mod:`cupyssa.cme.start`). The parameters reported at ``t_eval[0]`` stay those of the
-    smoothed point mass that ``model`` holds on entry."""
+def _evolve_from_short_time_law(prob, model, t_eval, opts, init_time, init_law, init_tol,
+                                init_iter):
+    """:func:`~cupyssa.cme.van.evolve` started from the law at ``t_eval[0] + init_time``
+    (:mod:`cupyssa.cme.start`; ``init_law`` "exact" or "product"). The parameters reported at
+    ``t_eval[0]`` stay those of the smoothed point mass that ``model`` holds on entry."""
     t0 = float(t_eval[0])
-    law = short_time_law(prob.network, prob.x0, prob.rates(t0), prob.caps, init_time, init_tol)
     at_t0 = model.theta.copy()
-    # the fit starts from flat conditionals, not from the point mass: the states outside the
-    # set keep roughly what the start gives them, and the point mass's tails e^{-|m - x0| / w}
-    # make steep ratios P(n - s_k) / P(n), i.e. a huge local energy (toggle switch,
-    # init_time=0.1, 400 samples: from the point mass's tails 1,720 steps to t = 0.2 and
-    # Hellinger 0.11 there; from flat ones 162 steps to t = 0.5, and 0.015 at t = 0.2)
-    model.set_marginal_bias([np.zeros(int(c)) for c in prob.caps])
-    kl = fit_to_law(model, law.states, law.p, max_iter=init_iter)
+    if init_law == "product":
+        laws = product_short_time_law(prob.network, prob.x0, prob.rates(t0), prob.caps,
+                                      init_time)
+        # log 0 (states out of reach by then) floored: log-probabilities stay finite
+        model.set_product_law([np.log(np.maximum(p, _FLOOR)) for p in laws])
+        info = dict(init_law="product")
+    else:
+        law = short_time_law(prob.network, prob.x0, prob.rates(t0), prob.caps, init_time,
+                             init_tol)
+        # the fit starts from flat conditionals, not from the point mass: the states outside
+        # the set keep roughly what the start gives them, and the point mass's tails
+        # e^{-|m - x0| / w} make steep ratios P(n - s_k) / P(n), i.e. a huge local energy
+        # (toggle switch, init_time=0.1, 400 samples: from the point mass's tails 1,720 steps
+        # to t = 0.2 and Hellinger 0.11 there; from flat ones 162 steps to t = 0.5, and 0.015
+        # at t = 0.2)
+        model.set_marginal_bias([np.zeros(int(c)) for c in prob.caps])
+        kl = fit_to_law(model, law.states, law.p, max_iter=init_iter)
+        info = dict(init_law="exact", init_states=len(law.states), init_depth=law.depth,
+                    init_lost=law.lost, init_kl=kl)
     start = t0 + init_time
     if start < t_eval[1]:  # the fitted start is no output time: drop its row
         thetas, stats = evolve(prob, model, np.r_[start, t_eval[1:]], opts)
@@ -303,6 +324,9 @@ def _evolve_from_short_time_law(prob, model, t_eval, opts, init_time, init_tol, 
     else:  # it is t_eval[1]
         thetas, stats = evolve(prob, model, t_eval[1:], opts)
     thetas = np.concatenate([at_t0[None, :], thetas])
-    stats.update(init_states=len(law.states), init_depth=law.depth, init_lost=law.lost,
-                 init_kl=kl)
+    stats.update(info)
     return thetas, stats
+
+
+#: probability floor of the product start's states that are out of reach by ``init_time``
+_FLOOR = 1e-300

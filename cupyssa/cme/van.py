@@ -84,9 +84,15 @@ h = 2.5e-5, while backward Euler on it is within Hellinger 5e-4 (h = 1e-3) and 0
 by Gauss-Newton on the residual between the logarithms of the two sides
 (:func:`backward_euler_residual`; both sides are positive for every ``h``), starting from
 ``theta_t``; ``n_iter`` iterations (default 1, the linearly implicit step). The new law enters
-at the predecessors ``n - s_k``, so a step needs the network's gradients there too (``K + 1``
-rows per sample before repeated states are merged) and assembles that Jacobian densely. The
-step is ``h = min(dt, t_next - t)``: no Courant limit applies, ``dt`` sets the accuracy.
+at the predecessors ``n - s_k``, so a step needs the network's gradients there too (at
+``K + 1`` states per sample before repeated ones are merged), combined into the ``[N, P]``
+Jacobian from the network's factors. The step is ``h = min(dt, t_next - t)``: no Courant limit
+applies, ``dt`` sets the accuracy. Start it from a spread-out law (``init_time`` in
+:func:`cupyssa.cme.solve`): from a smoothed point mass the first steps change ``log P`` by tens,
+more than one Gauss-Newton iteration follows. With fewer samples than network parameters,
+further iterations (``n_iter > 1``) fit the step's samples ever more closely, not the law
+between them (2-site Schlögl, 500 samples: marginals 0.31 and 0.51 off at t = 0.1 with
+``n_iter=2``, 0.005 with one).
 """
 
 from __future__ import annotations
@@ -221,6 +227,7 @@ class Flows:
         predecessor ``n - s_k`` lies outside the box)
     outflow : [N] ``a_0(n) = sum_k a_k(n)`` over the reactions whose product stays in the box
     pred : [N K, S] the predecessors ``n - s_k`` (``n`` itself where outside the box)
+    caps : [S] the box
     """
 
     n: np.ndarray

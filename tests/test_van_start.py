@@ -106,6 +106,12 @@ def test_product_law_of_independent_species_is_the_law(kind):
                 init_law="product", model=kind, hidden=5, width=6, n_samples=50)
     assert sol.stats["init_law"] == "product" and sol.stats["steps"] == 0
     np.testing.assert_allclose(sol.log_prob(states, 1), ar.log_prob(states), rtol=0, atol=1e-12)
+    # the box rule holds for the whole product state: X -> Y with Y at its cap is switched off
+    conversion = ReactionNetwork.from_string("X -> Y ; k")
+    laws = product_short_time_law(conversion, np.array([5, 3]), np.array([1.0]),
+                                  np.array([10, 4]), 1.0)
+    np.testing.assert_array_equal(laws[0], np.eye(10)[5])
+    np.testing.assert_array_equal(laws[1], np.eye(4)[3])
     with pytest.raises(VANError, match="init_law"):
         solve(net, x0=x0, t_eval=[0.0, 0.3], params=params, caps=caps, init_time=0.3,
               init_law="mean-field")

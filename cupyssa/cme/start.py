@@ -146,7 +146,7 @@ def product_short_time_law(network, x0, theta, caps, tau: float) -> list[np.ndar
         Q = np.zeros((cap, cap))
         for r in np.flatnonzero(nu[:, i]):
             dst = m + nu[r, i]
-            on = (dst >= 0) & (dst < cap)
+            on = np.all((x + nu[r] >= 0) & (x + nu[r] < caps), axis=1)  # the whole product
             Q[dst[on], m[on]] += a[on, r]
             Q[m[on], m[on]] -= a[on, r]
         p0 = np.zeros(cap)

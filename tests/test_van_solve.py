@@ -426,13 +426,21 @@ def test_implicit_step_with_sampling_and_step_check():
     # (1 = not moving; measured median 0.038).
     from scipy.stats import poisson
 
+    import warnings
+
     model, caps = _immigration_death()
-    sol = solve(model, t_eval=[0.0, 1.0], caps=caps, integrator="implicit", n_samples=300,
-                hidden=4, dt=0.02, seed=0, step_check=5.0, init_time=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 300 samples, 133 parameters: no warning
+        sol = solve(model, t_eval=[0.0, 1.0], caps=caps, integrator="implicit", n_samples=300,
+                    hidden=4, dt=0.02, seed=0, step_check=5.0, init_time=0.05)
     exact = poisson.pmf(np.arange(25), 5.0 * (1 - np.exp(-1.0)))
     assert hellinger(sol.marginal("X", 1), exact) <= 0.02
     errors = sol.stats["step_errors"]
     assert len(errors) == sol.stats["steps"] and np.median(errors) < 0.5
+    # fewer samples than parameters: the regime in which implicit steps drift is named
+    with pytest.warns(RuntimeWarning, match="below the network's 133 parameters.*n_iter > 1"):
+        solve(model, t_eval=[0.0, 0.02], caps=caps, integrator="implicit", n_samples=100,
+              hidden=4, dt=0.02, n_iter=2)
     with pytest.raises(VANError, match="first order"):
         solve(model, t_eval=[0.0, 0.1], caps=caps, integrator="implicit", order=2)
     with pytest.raises(VANError, match="implicit"):

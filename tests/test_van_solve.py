@@ -342,7 +342,7 @@ def test_heun_step_averages_the_steps_from_both_ends():
         solve(model, t_eval=[0.0, 0.1], caps=caps, method="natgrad", integrator="heun")
 
 
-def test_backward_euler_jacobian_matches_finite_differences():
+def test_backward_euler_jacobian_matches_finite_differences(monkeypatch):
     # The Jacobian of the implicit step's residual has the row G(n) - sum_k b_k G(n - s_k) at a
     # sample n: the network's gradients at the predecessors enter. Checked against central
     # differences of the residual itself along random directions v: with step 1e-5 the
@@ -364,12 +364,8 @@ def test_backward_euler_jacobian_matches_finite_differences():
     h = 1.0
     assert (h * flows.outflow).max() > 10
     K = len(prob.network.stoichiometry)
-    entries = van._JACOBIAN_BLOCK_ENTRIES
-    van._JACOBIAN_BLOCK_ENTRIES = 7 * (K + 1) * new.n_params
-    try:
-        f, J = backward_euler_residual(new, flows, lp_t, h, jacobian=True)
-    finally:
-        van._JACOBIAN_BLOCK_ENTRIES = entries
+    monkeypatch.setattr(van, "_JACOBIAN_BLOCK_ENTRIES", 7 * (K + 1) * new.n_params)
+    f, J = backward_euler_residual(new, flows, lp_t, h, jacobian=True)
     # the same residual with or without the Jacobian (up to rounding: other blocks of states)
     np.testing.assert_allclose(f, backward_euler_residual(new, flows, lp_t, h), rtol=0,
                                atol=1e-12)

@@ -347,25 +347,21 @@ class NADEJacobian(Jacobian):
         ``sum_s C[r, s] g_i(s) h_i(s)^T``, one ``[M_i, J] @ [J, H]`` product per row over its
         ``J`` nonzeros, so the ``[N, P]`` rows of ``G`` are never formed (they would be for
         ``C @ dense()``: on the 3x3 Schlögl lattice, ~60 states per row of ``C``)."""
-        m, o = self.model, self.model._offsets
+        m = self.model
         C = C.tocsr()
         R = C.shape[0]
         out = np.empty((R, m.n_params))
-        out[:, o[0]:o[2]] = C @ self.small
+        out[:, :m._offsets[2]] = C @ self.small
         # C's nonzeros padded to [R, J]: column index and value (0 in the padding)
         counts = np.diff(C.indptr)
         filled = np.arange(max(int(counts.max(initial=0)), 1)) < counts[:, None]
         cols = np.zeros(filled.shape, dtype=np.int64)
         vals = np.zeros(filled.shape)
         cols[filled], vals[filled] = C.indices, C.data
-        v_at, b_at = o[2], o[3]
-        for i, cap in enumerate(m.caps):
+        for i, cap, v_block, b_block in m._output_blocks():
             g = self.g[cols, i, :cap] * vals[:, :, None]  # [R, J, M_i]
-            out[:, v_at:v_at + cap * m.H] = np.matmul(g.transpose(0, 2, 1),
-                                                      self.h[cols, i]).reshape(R, -1)
-            out[:, b_at:b_at + cap] = g.sum(axis=1)
-            v_at += cap * m.H
-            b_at += cap
+            out[:, v_block] = np.matmul(g.transpose(0, 2, 1), self.h[cols, i]).reshape(R, -1)
+            out[:, b_block] = g.sum(axis=1)
         return out
 
 
@@ -455,17 +451,21 @@ class NADE(AutoregressiveModel):
         # dW[:, j] = (sum_{i>j} dA_i) u_j
         out[:, o[0]:o[1]] = (R * u[:, :, None]).transpose(0, 2, 1).reshape(N, -1)
         out[:, o[1]:o[2]] = dA.sum(axis=1)
-        if self._mask is None:
-            # equal caps: every entry of V [S, M, H] and b [S, M] is a parameter, in C order, so
-            # the blocks are written in place (a boolean gather is ~10x slower)
-            S, M, H = g.shape[1], g.shape[2], h.shape[2]
-            np.multiply(g[:, :, :, None], h[:, :, None, :],
-                        out=out[:, o[2]:o[3]].reshape(N, S, M, H))
-            out[:, o[3]:o[4]] = g.reshape(N, -1)
-        else:
-            out[:, o[2]:o[3]] = (g[:, :, :, None] * h[:, :, None, :])[:, self._vmask]
-            out[:, o[3]:o[4]] = g[:, self.valid]
+        # written in place species by species (a boolean gather of [N, S, M, H] is ~10x slower)
+        for i, cap, v_block, b_block in self._output_blocks():
+            np.multiply(g[:, i, :cap, None], h[:, i, None, :],
+                        out=out[:, v_block].reshape(N, cap, self.H))
+            out[:, b_block] = g[:, i, :cap]
         return out
+
+    def _output_blocks(self):
+        """Yield ``(i, M_i, V_i, b_i)``: species ``i``, its cap and the slices of ``theta`` that
+        hold its real rows of ``V`` ([M_i, H], C order) and of ``b`` ([M_i])."""
+        v_at, b_at = self._offsets[2], self._offsets[3]
+        for i, cap in enumerate(self.caps):
+            yield i, int(cap), slice(v_at, v_at + cap * self.H), slice(b_at, b_at + cap)
+            v_at += cap * self.H
+            b_at += cap
 
     def _sampler(self, N):
         W, c, V, b = self._unpack()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from .codegen import load_function
 from .errors import NetworkError
+from .network import recompute_all_dependents
 from .kernels import codes
 
 __all__ = ["fire_source", "fire_function", "unfire_source", "stoich_adjoint_source",
@@ -45,9 +46,6 @@ AUTO_SPECIALIZE_SECONDS = 30.0
 #: the same, when an earlier process left the compiled update in Numba's disk cache: loading it
 #: takes well under a second, so it pays for any ensemble that is not tiny
 AUTO_SPECIALIZE_CACHED_SECONDS = 1.0
-#: networks up to this size may get a ``fire`` without a branch on the reaction (see
-#: :func:`_is_branchless`)
-BRANCHLESS_MAX_REACTIONS = 8
 
 
 def _mass_action_expression(law) -> str:
@@ -81,15 +79,6 @@ def _refresh_lines(network, j, indent, checked=True):
             f"{pad}a[{j}] = aj"]
 
 
-def _is_branchless(deps) -> bool:
-    """Whether ``fire`` should skip the branch on ``r``: when recomputing the union of all
-    dependency sets costs at most twice the average set. The branch on a random ``r`` is
-    mispredicted about as often as reactions alternate (~15 cycles each), which for small
-    networks costs more than a few redundant propensities (measured on the dimerization: 1.2x)."""
-    union = set().union(*deps)
-    return len(deps) <= BRANCHLESS_MAX_REACTIONS and len(union) * len(deps) <= 2 * sum(map(len, deps))
-
-
 def _check_size(network):
     M = network.n_reactions
     if M > MAX_SPECIALIZED_REACTIONS:
@@ -109,7 +98,7 @@ def _update_source(network, forward: bool) -> str:
     deps = [list(d) for d in network.dependency_graph()]
     ok = "    return OK, -1" if forward else "    return"
     lines = ["def fire(r, x, theta, a, tab):" if forward else "def unfire(r, x, theta, a, tab):"]
-    if _is_branchless(deps):
+    if recompute_all_dependents(deps):
         # x += nu[r] through per-species lookup tables, then every propensity that any reaction
         # can change; those r did not touch are recomputed to the same doubles
         for s in range(network.n_species):

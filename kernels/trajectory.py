@@ -145,14 +145,28 @@ def fire(r, x, theta, a, tab):
     ``r``, or ``BAD_PROPENSITY`` and a reaction whose new propensity is negative. NaN and
     infinite propensities are stored: they make ``a0`` NaN or infinite, which the trajectory loop
     checks once per step (:func:`first_invalid` then names the reaction). A network may supply a
-    code-generated version with the same contract (``cupyssa.specialize``)."""
-    for e in range(tab.net_ptr[r], tab.net_ptr[r + 1]):
-        s = tab.net_species[e]
-        x[s] += tab.net_delta[e]
-        if x[s] < 0:
-            return NEGATIVE_POPULATION, r
-    for e in range(tab.dep_ptr[r], tab.dep_ptr[r + 1]):
-        j = tab.dep_reaction[e]
+    code-generated version with the same contract (``cupyssa.specialize``).
+
+    Small networks (``tab.dense_delta`` has rows; :func:`cupyssa.network.recompute_all_dependents`)
+    add the dense row of ``r`` to every species and recompute every propensity any event can
+    change (``tab.any_dep``; the others come out as the same doubles), so that no load hangs off
+    ``r`` but the row's own."""
+    if tab.dense_delta.shape[0] > 0:
+        for s in range(x.shape[0]):
+            x[s] += tab.dense_delta[r, s]
+        for s in range(x.shape[0]):
+            if x[s] < 0:
+                return NEGATIVE_POPULATION, r
+        deps, lo, hi = tab.any_dep, 0, tab.any_dep.shape[0]
+    else:
+        for e in range(tab.net_ptr[r], tab.net_ptr[r + 1]):
+            s = tab.net_species[e]
+            x[s] += tab.net_delta[e]
+            if x[s] < 0:
+                return NEGATIVE_POPULATION, r
+        deps, lo, hi = tab.dep_reaction, tab.dep_ptr[r], tab.dep_ptr[r + 1]
+    for e in range(lo, hi):
+        j = deps[e]
         aj = propensity(j, x, theta, tab)
         if aj < 0.0:
             return BAD_PROPENSITY, j

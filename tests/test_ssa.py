@@ -9,6 +9,8 @@ times (two-sided P(|z| > 4) = 6.3e-5 per time); sample variances are tested thro
 standard error of S^2 is used instead); histograms by chi-square with p > 1e-4.
 """
 
+import itertools
+
 import numba
 import numpy as np
 import pytest
@@ -190,11 +192,18 @@ def test_errors_are_clear():
     t = np.linspace(0, 50, 11)
     with pytest.raises(MaxStepsExceeded, match="trajectory 0 reached max_steps=50"):
         cs.simulate(model, t_eval=t, n_trajectories=4, seed=0, max_steps=50)
-    for backend in ("cpu", "numpy"):
-        net = cs.ReactionNetwork.from_string("A -> B ; mm(C, v, K)")
+    # the same faulty reaction alone (the kernels' dense-row update of small networks) and
+    # beside nine idle ones (the walk of the reaction's table entries)
+    alone = cs.ReactionNetwork.from_string("A -> B ; mm(C, v, K)")
+    padded = cs.ReactionNetwork.from_string(
+        "A -> B ; mm(C, v, K)\n" + "\n".join(f"D{i} -> 0 ; k" for i in range(9)))
+    assert alone.tables.dense_delta.shape[0] == 1 and padded.tables.dense_delta.shape[0] == 0
+    for backend, net in itertools.product(("cpu", "numpy"), (alone, padded)):
+        x0 = {s: 0 for s in net.species} | {"A": 1, "C": 5}
+        params = {p: 1.0 for p in net.parameters}
         with pytest.raises(SimulationError, match="reaction 'R0' .* negative"):
-            cs.simulate(net, {"A": 1, "B": 0, "C": 5}, [0.0, 100.0], {"v": 1.0, "K": 1.0},
-                        n_trajectories=3, seed=1, backend=backend)
+            cs.simulate(net, x0, [0.0, 100.0], params, n_trajectories=3, seed=1, backend=backend)
+    for backend in ("cpu", "numpy"):
         bad = cs.ReactionNetwork.from_string("0 -> A ; hill(A, v, K, n)")
         with pytest.raises(SimulationError, match="propensity of reaction 'R0' is negative, NaN"):
             # A^n / (K^n + A^n) = 0 / 0 at A = 0, K = 0, n = 1
@@ -225,10 +234,10 @@ def test_specialized_kernel_gives_identical_trajectories_and_errors():
     np.testing.assert_array_equal(a.states, b.states)
     np.testing.assert_array_equal(a.n_events, b.n_events)
     # small networks get the branch-free update (lookup tables, every dependent propensity)
-    from cupyssa.specialize import _is_branchless
+    from cupyssa.network import recompute_all_dependents
 
     for model in (cs.models.dimerization(A0=80, k1=0.01), cs.models.birth_death()):
-        assert _is_branchless([list(d) for d in model.network.dependency_graph()])
+        assert recompute_all_dependents([list(d) for d in model.network.dependency_graph()])
         a = cs.simulate(model, t_eval=np.linspace(0, 5, 6), n_trajectories=50, seed=3)
         b = cs.simulate(model, t_eval=np.linspace(0, 5, 6), n_trajectories=50, seed=3,
                         specialize=True)

@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -148,23 +149,48 @@ def schlogl2(args):
               step_check=args.step_check, **_start_and_integrator(args))
 
 
+def ssa_final_states(m, T, n_traj, cache_dir=None):
+    """The states at ``T`` of ``n_traj`` SSA trajectories (seed 0), ``[n_traj, S]``.
+
+    With ``cache_dir`` they are kept in a ``.npz`` file named by a digest of what determines them
+    (the network's reactions and laws, ``x0``, parameters, ``T``, ``n_traj``, the seed) and of
+    the kernel sources, so a rerun of the benchmark loads them (the 3x3 lattice's 10^5 took 698 s
+    on one thread) and a change of either recomputes them."""
+    from cupyssa.kernels.cpu import _SOURCE_HASH
+
+    key = repr((str(m.network), sorted(m.x0.items()), sorted(m.params.items()), float(T), n_traj,
+                0, _SOURCE_HASH))
+    path = None
+    if cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+        path = os.path.join(cache_dir, f"ssa-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz")
+        if os.path.exists(path):
+            with np.load(path) as f:
+                if str(f["key"]) == key:
+                    return f["states"]
+    states = cupyssa.simulate(m, t_eval=[0.0, T], n_trajectories=n_traj, seed=0).states[:, -1]
+    if path:
+        np.savez(path, states=states, key=key)
+    return states
+
+
 def _vs_ssa(name, m, T, species, args, **kw):
     n_traj = 100_000 if args.full else 10_000
     t_eval = np.array([0.0, T])
     start = time.perf_counter()
-    ssa = cupyssa.simulate(m, t_eval=t_eval, n_trajectories=n_traj, seed=0)
-    print(f"\n## {name} vs SSA ({n_traj} trajectories, {time.perf_counter() - start:.1f} s) at "
-          f"t = {T}; solve({kw})")
+    final = ssa_final_states(m, T, n_traj, args.ssa_cache)
+    print(f"\n## {name} vs SSA ({n_traj} trajectories, {time.perf_counter() - start:.1f} s"
+          f"{', cache ' + args.ssa_cache if args.ssa_cache else ''}) at t = {T}; solve({kw})")
     caps = m.metadata["caps"]
     idx = [m.network.species.index(s) for s in species]
     for s, i in zip(species, idx):
-        x = ssa.states[:, -1, i]
+        x = final[:, i]
         print(f"  SSA {s}: mean {x.mean():.3f} sd {x.std():.3f} max {x.max()} (cap {caps[s]})")
 
     def report(ar, k):
         out = []
         for s, i in zip(species, idx):
-            x = ssa.states[:, -1, i]
+            x = final[:, i]
             emp = np.bincount(x, minlength=int(caps[s])) / len(x)
             p = model_marginal(ar, i)
             mean = np.arange(len(p)) @ p
@@ -217,6 +243,8 @@ def main(argv=None):
     ap.add_argument("--init-law", default="exact", choices=("exact", "product"),
                     help="solve(init_law=...): the law at --init-time, exact or the product of "
                          "per-species laws (the 3x3 lattice: the exact set is out of reach)")
+    ap.add_argument("--ssa-cache", default=None, metavar="DIR",
+                    help="keep the SSA references (mapk, schlogl3x3) in DIR and reuse them")
     ap.add_argument("--rare-samples", type=int, default=1000)
     ap.add_argument("--rare-eps", type=float, default=0.5)
     ap.add_argument("--rare-courant", type=float, default=0.2)

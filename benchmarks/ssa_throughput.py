@@ -24,6 +24,13 @@ with events per CPU-second beside them (less sensitive to other processes on a s
   order > 2 (``3X -> 2X``) get the custom propensity ``(c2/6) X(X-1)(X-2)``. GillesPy2 does not
   report events: its events are **its trajectory count x cupyssa's mean events per trajectory**
   for the same model and horizon (measured in this run). Its means are checked with the same z-test.
+* cupyssa's default on a long run (``--long-seconds``, models of at most 32 reactions): one
+  ``cupyssa.simulate`` call with every option at its default (``specialize=None``), sized so that
+  the generic kernel would take about ``--long-seconds`` (60 s), in a new process whose
+  ``CUPYSSA_CACHE_DIR`` is an empty directory: the network has never been seen, so the call times
+  a pilot chunk with the generic kernel, decides, and compiles the network-specific update inside
+  the timed call. This is what a user's first long ensemble of a new network costs; its first
+  trajectories must equal the generic kernel's of the same seed bit for bit.
 * start-up: ``import cupyssa`` + ``simulate(dimerization, n_trajectories=1)`` in a fresh
   subprocess with ``NUMBA_CACHE_DIR`` an empty directory (cold compile), then again with the cache
   it populated (warm start-up).
@@ -40,6 +47,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
+import json
 import math
 import os
 import platform
@@ -47,6 +56,7 @@ import re
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -232,6 +242,46 @@ def gillespy2_run(gmodel, solver, species, n, seed):
     return _timed(go)
 
 
+def digest(res, n):
+    """SHA-1 of the states and event counts of trajectories ``0 .. n-1`` of a result."""
+    return hashlib.sha1(res.states[:n].tobytes() + res.n_events[:n].tobytes()).hexdigest()
+
+
+# -- cupyssa's default on one long run of a network it has not seen -----------------------------
+
+_LONG_CHILD = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from ssa_throughput import MODELS, digest
+import cupyssa as cs
+from cupyssa.backends.cpu import is_compiled
+name = sys.argv[2]
+n, seed, points, n_check = map(int, sys.argv[3:7])
+_, factory, t_end = MODELS[name]
+model = factory()
+w0, c0 = time.perf_counter(), time.process_time()
+res = cs.simulate(model, t_eval=np.linspace(0.0, t_end, points), n_trajectories=n, seed=seed)
+wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+print(json.dumps({"wall": wall, "cpu": cpu, "events": int(res.n_events.sum()),
+                  "specialized": is_compiled(model.network, specialize=True),
+                  "digest": digest(res, n_check)}))
+"""
+
+
+def long_default_run(name, n, seed, points, n_check):
+    """``simulate`` with its defaults, ``n`` trajectories, in a new process with an empty
+    ``CUPYSSA_CACHE_DIR`` (no generated source and no compiled network-specific code to load).
+    Returns the child's record: wall and CPU seconds of the call, events, whether the specialized
+    update ran, and the :func:`digest` of the first ``n_check`` trajectories."""
+    with tempfile.TemporaryDirectory() as fresh:
+        env = dict(os.environ, CUPYSSA_CACHE_DIR=fresh)
+        out = subprocess.run([sys.executable, "-c", _LONG_CHILD, HERE, name, str(n), str(seed),
+                              str(points), str(n_check)],
+                             capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 # -- start-up (cold compile / warm cache) -----------------------------------------------------
 
 _CHILD = r"""
@@ -382,6 +432,8 @@ def bench_model(name, args, log):
         seed = seed0 + rep
         res, w, cpu = cupyssa_run(model, t_eval, n_c, seed)
         c.add(n_c, res.n_events.sum(), w, cpu, res.states[:, -1, :], res.n_events)
+        if rep == 0:
+            generic_digest = digest(res, n_c)
         if sp.error:
             res_sp = None
         else:
@@ -414,6 +466,26 @@ def bench_model(name, args, log):
         log(f"   repeat {rep + 1}/{args.repeats}: " + ", ".join(
             f"{r.short} {r.events[-1] / r.wall[-1] / 1e6:.2f}"
             for r in (c, sp, h, p, g) if r is not None and len(r.wall) == rep + 1) + " Mevents/s")
+
+    # the default call on one long run, sized from the generic kernel's best rate
+    d = None
+    if args.long_seconds > 0 and not sp.error:
+        d = Runs("cupyssa `cpu`, defaults, one long run (network never seen)", threads,
+                 "cupyssa/default")
+        _, rate, _ = c.best()
+        ev = np.concatenate(c.per_traj_events).mean()
+        n_d = _size(rate, ev, args.long_seconds / 1.2, threads, n_c, 1 << 40)
+        log(f"   default call, {n_d} trajectories (generic kernel ~{args.long_seconds:g} s) ...")
+        rec = long_default_run(name, n_d, seed0, args.points, n_c)
+        d.add(n_d, rec["events"], rec["wall"], rec["cpu"])
+        d.startup = ("the network-specific update compiled inside the call" if rec["specialized"]
+                     else "the generic kernel throughout (no specialization chosen)")
+        d.check = (f"its first {n_c} trajectories equal the generic kernel's, bit for bit"
+                   if rec["digest"] == generic_digest else
+                   "DIFFERS from the generic kernel's trajectories")
+        d.passed = rec["digest"] == generic_digest
+        log(f"   default call: {rec['events'] / rec['wall'] / 1e6:.2f} Mevents/s over "
+            f"{rec['wall']:.1f} s; {d.startup}")
 
     # untimed top-up runs so that every check pools at least --check-trajectories trajectories
     need = args.check_trajectories
@@ -461,8 +533,8 @@ def bench_model(name, args, log):
     log(f"   check hand-written: {h.check} -> {'ok' if h.passed else 'FAILED'}")
     if g.finals:
         log(f"   check GillesPy2: {g.check} -> {'ok' if g.passed else 'FAILED'}")
-    return {"name": name, "title": title, "runs": [r for r in (c, sp, h, p, g) if r is not None],
-            "mean_events": mean_ev}
+    return {"name": name, "title": title,
+            "runs": [r for r in (c, sp, d, h, p, g) if r is not None], "mean_events": mean_ev}
 
 
 def table(result):
@@ -530,6 +602,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=20261123)
     ap.add_argument("--no-gillespy2", action="store_true", help="skip GillesPy2")
     ap.add_argument("--no-startup", action="store_true", help="skip the cold/warm start-up runs")
+    ap.add_argument("--long-seconds", type=float, default=60.0,
+                    help="size of the default call's long run, in seconds of the generic kernel "
+                         "(0 skips it)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run (< 60 s): --min-time 0.25 --repeats 1 "
                          "--check-trajectories 4 (checks indicative only)")
@@ -540,6 +615,7 @@ def main(argv=None):
         args.min_time = min(args.min_time, 0.25)
         args.repeats = 1
         args.check_trajectories = min(args.check_trajectories, 4)
+        args.long_seconds = min(args.long_seconds, 2.0)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in MODELS]
     if unknown:

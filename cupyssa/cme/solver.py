@@ -123,6 +123,9 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         t = 10 with one solve, 0.017 / 0.027 with ``n_iter=2``); each iteration costs a
         Jacobian and a solve, no local energy.
     damping : relative Fisher damping ``lambda / (mean eigenvalue)``
+    courant : the explicit integrators' step is at most ``courant / q99(|E|)`` (``|E|`` the local
+        energies of the step's samples: ``h |E|`` is the relative change of ``P`` the step's
+        target asks for); ``integrator="implicit"`` does not use it
     step_check : float, optional
         Check every step on a fresh batch: its out-of-sample error ``eta``
         (:func:`cupyssa.cme.van.step_error`; 0 is exact, 1 no better than not moving) above

@@ -58,6 +58,15 @@ def write_section(path, heading, text):
         fh.write(new)
 
 
+def empty_cache_env(cache: str) -> dict:
+    """This process's environment with Numba's disk cache in the directory ``cache``; the
+    generated sources of ``specialize`` then go to ``cache/cupyssa`` (``CUPYSSA_CACHE_DIR``
+    dropped), so nothing compiled earlier can be loaded."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    env.pop("CUPYSSA_CACHE_DIR", None)
+    return env
+
+
 def cold_and_warm(child: str) -> dict:
     """Run the Python source ``child`` twice, each in a new process sharing one fresh Numba cache:
     ``cold`` (empty ``NUMBA_CACHE_DIR``: everything compiles) and ``warm`` (the cache the cold
@@ -66,8 +75,7 @@ def cold_and_warm(child: str) -> dict:
     generated sources of ``specialize=True`` go to ``$NUMBA_CACHE_DIR/cupyssa`` as well."""
     out = {}
     with tempfile.TemporaryDirectory(prefix="cupyssa_numba_cache_") as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        env.pop("CUPYSSA_CACHE_DIR", None)
+        env = empty_cache_env(cache)
         for kind in ("cold", "warm"):
             t = time.perf_counter()
             p = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True,

@@ -70,7 +70,7 @@ import numba  # noqa: E402
 
 import cupyssa as cs  # noqa: E402
 import handwritten as hw  # noqa: E402
-from _report import cold_and_warm, startup_table, write_section  # noqa: E402
+from _report import cold_and_warm, empty_cache_env, startup_table, write_section  # noqa: E402
 
 MODELS = {
     "dimerization": ("(a) reversible dimerization, 2 species, 2 reactions, T=50",
@@ -278,11 +278,10 @@ def long_default_run(name, n, seed, points, n_check):
     events, whether the specialized update ran, and the :func:`digest` of the first ``n_check``
     trajectories."""
     with tempfile.TemporaryDirectory() as fresh:
-        env = dict(os.environ, NUMBA_CACHE_DIR=fresh,
-                   CUPYSSA_CACHE_DIR=os.path.join(fresh, "cupyssa"))
         out = subprocess.run([sys.executable, "-c", _LONG_CHILD, HERE, name, str(n), str(seed),
                               str(points), str(n_check)],
-                             capture_output=True, text=True, env=env, check=True)
+                             capture_output=True, text=True, env=empty_cache_env(fresh),
+                             check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

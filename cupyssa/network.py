@@ -115,7 +115,8 @@ def recompute_all_dependents(deps) -> bool:
     index, mispredicted about as often as reactions alternate (~15 cycles each; 1.2x on the
     dimerization); in the table-driven kernels, the chain of loads that hangs off that index
     (its row pointers, then the entries, then the states they name) between one event's choice
-    and the next one's propensities (1.3x on the dimerization)."""
+    and the next one's propensities (the dimerization's generic kernel ÷ a hand-written loop:
+    0.40 -> 0.49, benchmarks/RESULTS.md)."""
     union = set().union(*map(set, deps))
     return len(deps) <= DENSE_UPDATE_MAX_REACTIONS and len(union) * len(deps) <= 2 * sum(map(len, deps))
 

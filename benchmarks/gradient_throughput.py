@@ -203,12 +203,10 @@ def profile_default(N, seed, repeats=3, config="grad st/kernel (default)"):
 
 @contextlib.contextmanager
 def _wrapped_replays(families, wrap):
-    """Within the block, each family's ``replay_batch`` is ``wrap(original)``, carrying the
-    original's compiled ``signatures`` (which ``value_and_grad`` reads to choose the family)."""
+    """Within the block, each family's ``replay_batch`` is ``wrap(original)``."""
     originals = [f.replay_batch for f in families]
     for family, orig in zip(families, originals):
         family.replay_batch = wrap(orig)
-        family.replay_batch.signatures = orig.signatures
     try:
         yield
     finally:

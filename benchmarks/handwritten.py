@@ -446,6 +446,9 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
                 k_lo = max(k - 7, 0)
                 _uniform_block(forward, seed_lo, seed_hi, n, k_lo, philox.STREAM_FORWARD, 1, 0)
                 _uniform_block(gumbel, seed_lo, seed_hi, n, k_lo, philox.STREAM_GUMBEL, 1, 0)
+                for h in range(2):  # the Gumbel stream's exponentials, 16 logarithms in a row
+                    for c in range(8):
+                        gumbel[h, c] = -math.log(gumbel[h, c])
             c = k - k_lo
             tau = -math.log(forward[0, c]) / a0
             if k % checkpoint_every == 0:
@@ -454,15 +457,13 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
                 t -= tau
             s0 = 0.0 + -2.0 * xa + 1.0 * xb  # nu_j . xbar_{k+1}
             s1 = 0.0 + 2.0 * xa + -1.0 * xb
-            if tape[n, k] == 0:
-                a_r, a_o, below, u_o = a_0, a_1, 0.0, gumbel[1, c]
+            if tape[n, k] == 0:  # the fired reaction's exponential makes the maximum
+                a_o, e_r, e_o = a_1, gumbel[0, c], gumbel[1, c]
             else:
-                a_r, a_o, below, u_o = a_1, a_0, a_0, gumbel[0, c]
-            v = (forward[1, c] * a0 - below) / a_r
-            v = min(max(v, 1.1102230246251565e-16), 1.0 - 1.1102230246251565e-16)
+                a_o, e_r, e_o = a_0, gumbel[1, c], gumbel[0, c]
             y_o = 0.0
             if a_o > 0.0:
-                y_o = _inverse_power(1.0 + a0 / math.log(v) * math.log(u_o) / a_o, inv_temp)
+                y_o = _inverse_power(1.0 + a0 / e_r * e_o / a_o, inv_temp)
             total = 1.0 / (1.0 + y_o)
             if tape[n, k] == 0:
                 y0, y1 = 1.0 * total, y_o * total

@@ -16,7 +16,8 @@ recursion is ``x_{k+1} = x_k + nu^T y_k``, ``t_{k+1} = t_k + E_k / a0(x_k)``, wi
 ``dL/dlog a_j = y_j (s_j - y.s) / T``; ``dL/da0 = -tbar_{k+1} E_k / a0^2``; both are chained through
 ``da/dx`` into ``xbar_k`` and through ``da/dtheta`` into the gradient. ``g_k`` is redrawn
 conditionally on ``argmax = r_k`` (top-down: the maximum is ``Gumbel(log a0)``, the others
-Gumbels truncated below it), from its own counter streams.
+Gumbels truncated below it), from its own counter streams, whose uniforms are turned into
+exponentials ``-log u`` a block of steps at a time (:func:`load_draws`).
 
 Score function (``estimator = SCORE``): ``weight * d log p(path) / d theta`` with
 ``log p = sum_k [log a_{r_k}(x_k) - a0(x_k) tau_k] - a0(x_K) (H - t_K)`` (the censored last
@@ -32,7 +33,7 @@ import math
 
 from .philox import STREAM_FORWARD, STREAM_GUMBEL, uniform_block
 from .propensity import propensity, propensity_adjoint
-from .trajectory import (all_propensities, cumulate, reaction_count, select_reaction, sum_below,
+from .trajectory import (all_propensities, cumulate, reaction_count, select_reaction,
                          window_cdf, window_density)
 
 FILL = 0
@@ -40,6 +41,18 @@ LINEAR = 1
 KERNEL = 2
 STRAIGHT_THROUGH = 0
 SCORE = 1
+
+
+def sweep_variant(mode, estimator):
+    """``(mode, estimator)`` of the compiled sweep that serves this pair: the score estimator
+    reads the observation mode only to know whether the path ends with the first event after the
+    grid (``LINEAR``), so its ``FILL`` and ``KERNEL`` sweeps are one. (Plain Python: the CPU
+    build compiles one sweep per variant with these as constants.)"""
+    if mode not in (FILL, LINEAR, KERNEL) or estimator not in (STRAIGHT_THROUGH, SCORE):
+        raise ValueError(f"unknown observation mode {mode} or estimator {estimator}")
+    if estimator == SCORE and mode != LINEAR:
+        mode = FILL
+    return mode, estimator
 
 
 def inverse_power(b, p):
@@ -57,30 +70,26 @@ def inverse_power(b, p):
     return 1.0 / r
 
 
-def conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y):
+def conditional_softmax(gumbel, col, r, a, a0, inv_temp, y):
     """``y = softmax((log a + g) / T)`` with Gumbels ``g`` drawn conditionally on ``argmax = r``.
 
     Top-down construction: the maximum is ``z_r = log a0 + G`` with ``G ~ Gumbel(0, 1)``; reaction
     ``j != r`` gets ``Gumbel(log a_j)`` truncated below ``z_r``, ``z_j = -log(e^{-z_r} + e^{-g_j})``.
-    The maximum's uniform is the forward's selection uniform rescaled within the chosen slice,
-    ``v = (u_sel a0 - sum_{i<r} a_i) / a_r`` (the forward's running sum, from the block prefixes
-    that :func:`~cupyssa.kernels.trajectory.cumulate` left in ``y``): given ``r`` it is U(0, 1)
-    and independent of ``r``.
-    Reaction ``j``'s uniform ``u_j`` is element ``j % 2`` of the pair at
-    ``(seed, trajectory, k, STREAM_GUMBEL + j // 2)``, read from column ``col`` of
-    ``gumbel[j // 2]`` (see :func:`load_draws`). With ``e^{z_r} = a0 / (-log v)`` and
-    ``e^{g_j} = a_j / (-log u_j)``, ``y_j / y_r = exp((z_j - z_r)/T) = (1 + (a0/a_j) log u_j /
-    log v)^(-1/T)``: one log and one power per reaction.
+    Step ``k``'s exponential ``e_j = -log u_j``, with ``u_j`` element ``j % 2`` of the pair at
+    ``(seed, trajectory, k, STREAM_GUMBEL + j // 2)``, is column ``col`` of ``gumbel[j // 2]``
+    (see :func:`load_draws`). Reaction ``r``'s own exponential makes the maximum,
+    ``e^{z_r} = a0 / e_r``: the conditional law needs ``G`` independent of ``r``, which a draw
+    of the stream is (one fresh exponential beside the others, none of them spent on ``r``).
+    With ``e^{g_j} = a_j / e_j``, ``y_j / y_r = exp((z_j - z_r)/T) = (1 + (a0/a_j) e_j / e_r)^(-1/T)``:
+    one power per reaction, and no logarithm on the sweep's chain of dependent steps.
     """
     M = reaction_count(a)
-    v = (u_sel * a0 - sum_below(a, y, r)) / a[r]  # y still holds cumulate's block prefixes
-    v = min(max(v, 1.1102230246251565e-16), 1.0 - 1.1102230246251565e-16)
-    a0_log_v = a0 / math.log(v)
+    a0_e_max = a0 / gumbel[r >> 1, r & 1, col]
     total = 1.0
     for j in range(M):
         yj = 0.0
         if j != r and a[j] > 0.0:
-            yj = inverse_power(1.0 + a0_log_v * math.log(gumbel[j >> 1, j & 1, col]) / a[j], inv_temp)
+            yj = inverse_power(1.0 + a0_e_max * gumbel[j >> 1, j & 1, col] / a[j], inv_temp)
             total += yj
         y[j] = yj
     y[r] = 1.0
@@ -153,7 +162,7 @@ def rates_adjoint(x, theta, abar, xbar, gbar, with_x, tab):
             propensity_adjoint(j, x, theta, abar[j], xbar, gbar, with_x, tab)
 
 
-def step_adjoint(gumbel, col, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator, inv_temp,
+def step_adjoint(gumbel, col, r, x, theta, a, a0, E, tau, tbar, estimator, inv_temp,
                  weight, y, s, xbar, gbar, tab):
     """Chain the adjoints of level ``k+1`` (``xbar``, ``tbar``) through event ``k`` (reaction ``r``
     fired from ``x = x_k``); ``xbar`` becomes ``xbar_k`` in place; returns ``tbar_k``.
@@ -166,7 +175,7 @@ def step_adjoint(gumbel, col, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator
     st = estimator == STRAIGHT_THROUGH
     if st:
         stoich_adjoint(xbar, s, tab)  # before xbar is updated
-        conditional_softmax(gumbel, col, r, a, a0, u_sel, inv_temp, y)
+        conditional_softmax(gumbel, col, r, a, a0, inv_temp, y)
         ys = 0.0
         for j in range(M):
             ys += y[j] * s[j]
@@ -183,12 +192,21 @@ def step_adjoint(gumbel, col, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator
 
 def load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, k):
     """Regenerate the draws of the ``B`` steps ending at ``k`` (``B = forward.shape[1]``, from step
-    ``max(k - B + 1, 0)``, which is returned): the forward pair into ``forward [2, B]`` and the
-    Gumbel stream ``b`` into ``gumbel[b] [2, B]`` (``gumbel`` is ``[0, 2, B]`` when unused)."""
+    ``max(k - B + 1, 0)``, which is returned): the forward pair into ``forward [2, B]``, and the
+    Gumbel stream ``b`` into ``gumbel[b] [2, B]`` as exponentials ``-log u`` (``gumbel`` is
+    ``[0, 2, B]`` when unused).
+
+    The logarithms are taken here, ``2 B`` independent ones in a row, rather than one or two per
+    event inside the sweep, where each waited on the event's dependent chain: the dimerization's
+    straight-through sweep ran 1.24x faster (benchmarks/RESULTS.md, "Gradient throughput, session
+    14")."""
     k_lo = max(k - forward.shape[1] + 1, 0)
     uniform_block(forward, seed_lo, seed_hi, trajectory, k_lo, STREAM_FORWARD, 1, 0)
     for b in range(gumbel.shape[0]):
         uniform_block(gumbel[b], seed_lo, seed_hi, trajectory, k_lo, STREAM_GUMBEL + b, 1, 0)
+        for h in range(2):
+            for c in range(gumbel.shape[2]):
+                gumbel[b, h, c] = -math.log(gumbel[b, h, c])
     return k_lo
 
 
@@ -216,6 +234,10 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
     m_hi = t_eval.shape[0]  # kernel windows that start before the current interval's end
     a0 = cumulate(a, y)  # the forward's doubles; y is scratch until step_adjoint fills it
     k_lo = K + 1  # first step whose draws the blocks hold (none yet)
+    # the next checkpoint walking down, index i_check at step k_check = i_check C (negative: none
+    # left), stepped down at each one instead of testing k % C, an integer division per event
+    i_check = min((K - 1) // checkpoint_every, n_check - 1) if K > 0 and n_check > 0 else -1
+    k_check = i_check * checkpoint_every if i_check >= 0 else -1
 
     # ---- the last interval, [t_K, t_{K+1}) --------------------------------------------------
     # linear observations read the first event after the grid, so it is part of the path; the
@@ -224,21 +246,19 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
     last_event = mode == LINEAR and a0 > 0.0
     r = -1
     E = 0.0
-    u_sel = 0.0
     tau = horizon - t
     m_top = m
     if last_event:
         k_lo = load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, K)
-        u_sel = forward[1, K - k_lo]
         E = -math.log(forward[0, K - k_lo])
         tau = E / a0
-        r = select_reaction(a, y, u_sel * a0)
+        r = select_reaction(a, y, forward[1, K - k_lo] * a0)
         if st:
             while m >= 0 and obs_step[m] == K:
                 tbar = linear_obs_terms(m, r, obs_frac[m], tau, G, xbar, tbar, True, tab)
                 m -= 1
     if last_event or (not st and a0 > 0.0):
-        tbar = step_adjoint(gumbel, K - k_lo, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator,
+        tbar = step_adjoint(gumbel, K - k_lo, r, x, theta, a, a0, E, tau, tbar, estimator,
                             inv_temp, weight, y, s, xbar, gbar, tab)
     if last_event:
         if st:
@@ -262,12 +282,13 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
         if k < k_lo:
             k_lo = load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, k)
         u_tau = forward[0, k - k_lo]
-        u_sel = forward[1, k - k_lo]
         E = -math.log(u_tau)
         tau = E / a0
         t_next = t
-        if n_check > 0 and k % checkpoint_every == 0 and k // checkpoint_every < n_check:
-            t = t_checkpoints[k // checkpoint_every]
+        if k == k_check:
+            t = t_checkpoints[i_check]
+            i_check -= 1
+            k_check -= checkpoint_every
         else:
             t = t_next - tau
         if st and mode == KERNEL:
@@ -279,7 +300,7 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
             while m >= 0 and obs_step[m] == k:
                 tbar = linear_obs_terms(m, r, obs_frac[m], tau, G, xbar, tbar, True, tab)
                 m -= 1
-        tbar = step_adjoint(gumbel, k - k_lo, r, x, theta, a, a0, E, u_sel, tau, tbar, estimator,
+        tbar = step_adjoint(gumbel, k - k_lo, r, x, theta, a, a0, E, tau, tbar, estimator,
                             inv_temp, weight, y, s, xbar, gbar, tab)
         if st and mode == LINEAR:
             for mm in range(m_top, m, -1):

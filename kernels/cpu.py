@@ -12,7 +12,7 @@ import numpy as np
 
 from . import backward, philox, propensity, trajectory
 from .targets import retarget
-from .backward import STRAIGHT_THROUGH, replay_trajectory
+from .backward import FILL, STRAIGHT_THROUGH, replay_trajectory, sweep_variant
 from .trajectory import simulate_trajectory
 
 #: the shared device-level source, callees first
@@ -22,7 +22,7 @@ DEVICE_FUNCTIONS = [
     propensity.combinatorial_factor, propensity.small_binomial,
     propensity.small_binomial_derivative, propensity.propensity,
     trajectory.event_trigger, trajectory.reaction_count, trajectory.cumulate,
-    trajectory.select_reaction, trajectory.sum_below, trajectory.fire, trajectory.first_invalid,
+    trajectory.select_reaction, trajectory.fire, trajectory.first_invalid,
     trajectory.all_propensities, trajectory.window_cdf, trajectory.window_density,
     trajectory.simulate_trajectory,
     propensity.falling_ratio, propensity.falling_ratio_derivative, propensity.expression_adjoint,
@@ -82,13 +82,22 @@ def simulate_batch(x, theta, first, t, k, obs, t_stop, horizon, t_eval, seed_lo,
         obs[n] = ob
 
 
-def replay_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpoint_every,
-                 obs_step, obs_frac, t_eval, G, mode, width, horizon, estimator, inv_temp, weights,
-                 seed_lo, seed_hi, tab, grads, x_start, t_start):
+#: the observation mode and the estimator of a compiled reverse sweep (:func:`sweep_batch`):
+#: each sweep the family compiles binds its own pair (``build(...).sweep``); these values only
+#: serve the plain Python function
+SWEEP_MODE = FILL
+SWEEP_ESTIMATOR = STRAIGHT_THROUGH
+
+
+def sweep_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpoint_every,
+                obs_step, obs_frac, t_eval, G, width, horizon, inv_temp, weights, seed_lo,
+                seed_hi, tab, grads, x_start, t_start):
     """Reverse sweeps of ``N`` recorded trajectories (see
-    :func:`~cupyssa.kernels.backward.replay_trajectory`); trajectory ``n`` writes its gradient
-    contribution to ``grads[n]`` and its recovered initial state and time to ``x_start[n]``,
-    ``t_start[n]``. ``G`` is ``[N, T, S]`` (straight-through) or ``[N, 0, S]`` (score)."""
+    :func:`~cupyssa.kernels.backward.replay_trajectory`) for the observation mode ``SWEEP_MODE``
+    and the estimator ``SWEEP_ESTIMATOR``, constants of the compiled code; trajectory ``n`` writes
+    its gradient contribution to ``grads[n]`` and its recovered initial state and time to
+    ``x_start[n]``, ``t_start[n]``. ``G`` is ``[N, T, S]`` (straight-through) or ``[N, 0, S]``
+    (score)."""
     N = x_final.shape[0]
     M = tab.law_kind.shape[0]
     S = x_final.shape[1]
@@ -98,7 +107,7 @@ def replay_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpo
         s = np.empty(M)
         xbar = np.empty(S)
         forward = np.empty((2, RNG_BLOCK))
-        n_gumbel = (M + 1) // 2 if estimator == STRAIGHT_THROUGH else 0
+        n_gumbel = (M + 1) // 2 if SWEEP_ESTIMATOR == STRAIGHT_THROUGH else 0
         gumbel = np.empty((n_gumbel, 2, RNG_BLOCK))
         g = grads[n]
         g[:] = 0.0
@@ -106,11 +115,19 @@ def replay_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpo
         it = n * (theta.shape[0] > 1)
         t_start[n] = replay_trajectory(first + n, x, theta[it], t_final[n], K[n], tape[n],
                                        t_checkpoints[n], checkpoint_every, obs_step[n],
-                                       obs_frac[n], t_eval, G[n], mode, width, horizon, estimator,
-                                       inv_temp, weights[n], seed_lo, seed_hi, a, y, s, xbar,
-                                       forward, gumbel, g, tab)
+                                       obs_frac[n], t_eval, G[n], SWEEP_MODE, width, horizon,
+                                       SWEEP_ESTIMATOR, inv_temp, weights[n], seed_lo, seed_hi, a,
+                                       y, s, xbar, forward, gumbel, g, tab)
         for i in range(S):
             x_start[n, i] = x[i]
+
+
+def split_replay_args(args):
+    """``replay_batch``'s arguments -> ``(mode, estimator, the sweep's arguments)``: the family's
+    ``replay_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpoint_every,
+    obs_step, obs_frac, t_eval, G, mode, width, horizon, estimator, inv_temp, weights, seed_lo,
+    seed_hi, tab, grads, x_start, t_start)`` runs ``sweep(mode, estimator)`` on the others."""
+    return args[12], args[15], args[:12] + args[13:15] + args[16:]
 
 
 #: hash of the kernel sources: Numba's cache does not notice a changed callee in another file,
@@ -124,7 +141,13 @@ def build(cache=True, replace=None):
     e.g. a network's generated ``expression_propensity``, ``event_trigger`` or specialized ``fire``,
     see :mod:`cupyssa.codegen`) compiled in place of the defaults of those names.
 
-    Returns a namespace with ``simulate_batch``, ``replay_batch``, ``propensity``... With
+    Returns a namespace with ``simulate_batch``, ``sweep``, ``replay_batch``, ``propensity``...
+    ``sweep(mode, estimator)`` is the reverse sweep compiled with that observation mode and
+    estimator as constants (at the first request; :func:`~cupyssa.kernels.backward.sweep_variant`
+    says which pairs share one): as run-time arguments, their branches cost the dimerization's
+    straight-through sweep about 10 % and the score sweep about 30 % (benchmarks/RESULTS.md,
+    "Gradient throughput, session 14"). ``replay_batch(*args)`` runs the
+    sweep the arguments ask for (:func:`split_replay_args`). With
     ``cache``, the build is tagged with a digest of the qualified names of the ``replace``
     functions (which carry a hash of their generated source), so each network's family has its
     own cache entries; they must then be defined in files (Numba caches nothing else).
@@ -141,10 +164,26 @@ def build(cache=True, replace=None):
                                      if generated else []))
     device = retarget(DEVICE_FUNCTIONS, numba.njit(**options), None, tag,
                       numba.njit(inline="always", **options), PER_STEP, replace)
-    batch = retarget([simulate_batch, replay_batch], numba.njit(parallel=True, **options),
-                     vars(device), tag)
-    device.simulate_batch = batch.simulate_batch
-    device.replay_batch = batch.replay_batch
+    device_functions = dict(vars(device))
+    batch = numba.njit(parallel=True, **options)
+    device.simulate_batch = retarget([simulate_batch], batch, device_functions, tag).simulate_batch
+    sweeps = {}
+
+    def sweep(mode, estimator):
+        variant = sweep_variant(mode, estimator)
+        if variant not in sweeps:
+            constants = {"SWEEP_MODE": variant[0], "SWEEP_ESTIMATOR": variant[1]}
+            # the tag names the pair: Numba's cache key does not include the global constants
+            sweeps[variant] = retarget([sweep_batch], batch, {**device_functions, **constants},
+                                       f"{tag}_sweep{variant[0]}{variant[1]}").sweep_batch
+        return sweeps[variant]
+
+    def replay_batch(*args):
+        mode, estimator, sweep_args = split_replay_args(args)
+        sweep(mode, estimator)(*sweep_args)
+
+    device.sweep = sweep
+    device.replay_batch = replay_batch
     return device
 
 

@@ -120,25 +120,6 @@ def select_reaction(a, cum, target):
     return -1
 
 
-def sum_below(a, cum, r):
-    """``R_{r-1}``, the running sum of :func:`cumulate` just below reaction ``r``'s slice (the
-    block prefix ``P_b`` if ``r`` opens block ``b``); the same doubles as the forward's search.
-    ``cum`` holds :func:`cumulate`'s block prefixes (read for more than one block)."""
-    lo = r - r % BLOCK
-    if lo == 0:
-        acc = 0.0
-        for j in range(r):
-            acc += a[j]
-        return acc
-    below = cum[lo // BLOCK - 1]
-    if r == lo:
-        return below
-    acc = a[lo]
-    for j in range(lo + 1, r):
-        acc += a[j]
-    return below + acc
-
-
 def fire(r, x, theta, a, tab):
     """Apply reaction ``r`` to ``x`` and recompute the propensities that depend on it (the
     dependency graph). Returns ``(status, reaction)``: ``OK`` and -1, ``NEGATIVE_POPULATION`` and
@@ -264,9 +245,15 @@ def simulate_trajectory(trajectory, x, theta, t_start, k_start, obs_start, t_sto
     m_lo = 0  # first observation whose smoothing window ends after t
     n_block = block.shape[1]
     k_block = k_start - n_block  # block holds the draws of steps k_block .. k_block + n_block - 1
+    # the next checkpoint, index i_check at step k_check = i_check C (-1: none left); stepped
+    # forward at each one, not found by an integer division k % C per event
+    i_check = (k_start + checkpoint_every - 1) // checkpoint_every if n_check > 0 else 0
+    k_check = i_check * checkpoint_every if i_check < n_check else -1
     while True:
-        if n_check > 0 and k % checkpoint_every == 0 and k // checkpoint_every < n_check:
-            t_checkpoints[k // checkpoint_every] = t
+        if k == k_check:
+            t_checkpoints[i_check] = t
+            i_check += 1
+            k_check = k_check + checkpoint_every if i_check < n_check else -1
         a0 = cumulate(a, cum)
         if not (a0 < _INF):
             # a NaN or infinite propensity (fire rejects negative ones); one test per step

@@ -51,10 +51,21 @@ def is_compiled(network, specialize=False) -> bool:
     return not generated or key in _FAMILIES
 
 
-def _disk_index(network, specialize, kernel="simulate_batch"):
+def _batch_kernel(family, kernel, args):
+    """``(dispatcher, args)``: the compiled batch kernel that ``family.<kernel>(*args)`` runs,
+    and its arguments (``replay_batch`` runs the sweep of its arguments' observation mode and
+    estimator, which the compiled sweep holds as constants)."""
+    if kernel == "replay_batch":
+        mode, estimator, args = cpu.split_replay_args(args)
+        return family.sweep(mode, estimator), args
+    return getattr(family, kernel), args
+
+
+def _disk_index(network, specialize, kernel="simulate_batch", args=()):
     """``(family, index)``: the family (built without compiling if this process has none yet)
-    and the Numba cache index of its batch kernel ``kernel``, ``{}`` when nothing usable is
-    cached. A family found cached counts as ready for :func:`is_compiled` from then on."""
+    and the Numba cache index of the batch kernel that ``kernel(*args)`` runs, ``{}`` when
+    nothing usable is cached. A family found cached counts as ready for :func:`is_compiled` from
+    then on."""
     generated, cacheable, key = _family_parts(network, specialize)
     if not cacheable:
         return None, {}
@@ -69,7 +80,7 @@ def _disk_index(network, specialize, kernel="simulate_batch"):
     try:
         # numba.core.caching.IndexDataCacheFile: empty when missing, written by another Numba
         # version, or stale (the kernel source's stamp changed)
-        index = getattr(family, kernel)._cache._cache_file._load_index()
+        index = _batch_kernel(family, kernel, args)[0]._cache._cache_file._load_index()
     except (AttributeError, OSError, EOFError, ValueError, TypeError):
         return family, {}  # Numba's internals moved: decide as for an uncompiled family
     if index and generated:
@@ -89,14 +100,15 @@ def has_machine_code(network, specialize, args, kernel="simulate_batch") -> bool
     run ``args`` without compiling: machine code for their types is loaded in this process, or
     Numba's disk cache holds it for this machine and the current kernel sources (the same index
     key Numba's own load looks up)."""
-    signature = tuple(numba.typeof(a) for a in args)
-    if (is_compiled(network, specialize)
-            and signature in getattr(kernels_for(network, specialize), kernel).signatures):
-        return True
-    family, index = _disk_index(network, specialize, kernel)
+    if is_compiled(network, specialize):
+        dispatcher, kernel_args = _batch_kernel(kernels_for(network, specialize), kernel, args)
+        if tuple(numba.typeof(a) for a in kernel_args) in dispatcher.signatures:
+            return True
+    family, index = _disk_index(network, specialize, kernel, args)
     if not index:
         return False
-    dispatcher = getattr(family, kernel)
+    dispatcher, kernel_args = _batch_kernel(family, kernel, args)
+    signature = tuple(numba.typeof(a) for a in kernel_args)
     try:
         return dispatcher._cache._index_key(signature, dispatcher.targetctx.codegen()) in index
     except (AttributeError, TypeError):

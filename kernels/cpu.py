@@ -145,8 +145,10 @@ def build(cache=True, replace=None):
     ``sweep(mode, estimator)`` is the reverse sweep compiled with that observation mode and
     estimator as constants (at the first request; :func:`~cupyssa.kernels.backward.sweep_variant`
     says which pairs share one): as run-time arguments, their branches cost the dimerization's
-    straight-through sweep about 10 % and the score sweep about 30 % (benchmarks/RESULTS.md,
-    "Gradient throughput, session 14"). ``replay_batch(*args)`` runs the
+    score sweep 30 % or more, and its straight-through sweep 10-15 % before the exponentials were
+    taken in blocks, within the noise after (benchmarks/RESULTS.md, "Gradient throughput, session
+    14"; there, too, the first ``value_and_grad``, which compiles one of them, from an empty cache:
+    67.7 s, against 96.0 s for the sweep with run-time branches). ``replay_batch(*args)`` runs the
     sweep the arguments ask for (:func:`split_replay_args`). With
     ``cache``, the build is tagged with a digest of the qualified names of the ``replace``
     functions (which carry a hash of their generated source), so each network's family has its

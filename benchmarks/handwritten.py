@@ -401,6 +401,8 @@ def dimerization_philox(n, t_eval, seed, params, x0, out, n_events):
 _uniform_block = _philox.uniform_block
 #: cupyssa's ``b^(-p)`` (repeated squaring for integer ``p``), compiled inline for this loop
 _inverse_power = numba.njit(inline="always")(backward.inverse_power)
+#: cupyssa's ``-log u`` without a library call, so that the block's exponentials vectorize
+_exponential = numba.njit(inline="always")(backward.exponential)
 
 
 @numba.njit(parallel=True, nogil=True)
@@ -446,11 +448,12 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
                 k_lo = max(k - 7, 0)
                 _uniform_block(forward, seed_lo, seed_hi, n, k_lo, philox.STREAM_FORWARD, 1, 0)
                 _uniform_block(gumbel, seed_lo, seed_hi, n, k_lo, philox.STREAM_GUMBEL, 1, 0)
-                for h in range(2):  # the Gumbel stream's exponentials, 16 logarithms in a row
-                    for c in range(8):
-                        gumbel[h, c] = -math.log(gumbel[h, c])
+                for c in range(8):  # the block's exponentials, 24 in a row, as cupyssa's
+                    forward[0, c] = _exponential(forward[0, c])
+                    gumbel[0, c] = _exponential(gumbel[0, c])
+                    gumbel[1, c] = _exponential(gumbel[1, c])
             c = k - k_lo
-            tau = -math.log(forward[0, c]) / a0
+            tau = forward[0, c] / a0
             if k % checkpoint_every == 0:
                 t = t_checkpoints[n, k // checkpoint_every]
             else:

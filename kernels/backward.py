@@ -70,6 +70,51 @@ def inverse_power(b, p):
     return 1.0 / r
 
 
+#: ln 2 split so that ``e * LN2_HI`` is exact for the integers ``e <= 64`` (fdlibm's constants)
+LN2_HI = 6.93147180369123816490e-01
+LN2_LO = 1.90821492927058770002e-10
+
+
+def exponential(u):
+    """``-log u`` for a uniform ``u`` in ``(0, 1)`` with no library call, within 2 ulp of ``log``.
+
+    ``u = m 2^-e`` with ``m`` in ``[1/sqrt 2, sqrt 2)``: ``e`` by a binary search of scalings by
+    powers of two (exact), then ``log m = 2 atanh s = 2 s (1 + z/3 + z^2/5 + ... + z^10/21)``,
+    ``s = (m - 1)/(m + 1)``, ``z = s^2 <= (3 - 2 sqrt 2)^2 = 0.0295``, whose first omitted term
+    is below ``z^11 / 23 < 1e-18`` relative. Straight-line code whose tests compile to selects:
+    applied to a block of draws (:func:`load_draws`) the loop vectorizes, where libm's ``log``
+    is one scalar call per draw (the sweep: 1.26x, benchmarks/RESULTS.md, session 15)."""
+    e = 0.0
+    if u < 2.3283064365386963e-10:  # 2^-32
+        u *= 4294967296.0
+        e += 32.0
+    if u < 1.52587890625e-05:  # 2^-16
+        u *= 65536.0
+        e += 16.0
+    if u < 0.00390625:  # 2^-8
+        u *= 256.0
+        e += 8.0
+    if u < 0.0625:
+        u *= 16.0
+        e += 4.0
+    if u < 0.25:
+        u *= 4.0
+        e += 2.0
+    if u < 0.5:
+        u *= 2.0
+        e += 1.0
+    if u < 0.7071067811865476:  # u now in [1/2, 1): to [1/sqrt 2, sqrt 2)
+        u *= 2.0
+        e += 1.0
+    s = (u - 1.0) / (u + 1.0)
+    z = s * s
+    p = 1.0 / 21.0
+    for n in range(9, 0, -1):
+        p = p * z + 1.0 / (2 * n + 1)
+    log_m = 2.0 * s + 2.0 * s * z * p
+    return e * LN2_HI + (e * LN2_LO - log_m)
+
+
 def conditional_softmax(gumbel, col, r, a, a0, inv_temp, y):
     """``y = softmax((log a + g) / T)`` with Gumbels ``g`` drawn conditionally on ``argmax = r``.
 
@@ -192,21 +237,23 @@ def step_adjoint(gumbel, col, r, x, theta, a, a0, E, tau, tbar, estimator, inv_t
 
 def load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, k):
     """Regenerate the draws of the ``B`` steps ending at ``k`` (``B = forward.shape[1]``, from step
-    ``max(k - B + 1, 0)``, which is returned): the forward pair into ``forward [2, B]``, and the
-    Gumbel stream ``b`` into ``gumbel[b] [2, B]`` as exponentials ``-log u`` (``gumbel`` is
-    ``[0, 2, B]`` when unused).
+    ``max(k - B + 1, 0)``, which is returned): the forward pair into ``forward [2, B]`` with the
+    waiting-time uniforms of row 0 as exponentials ``E = -log u_tau``, and the Gumbel stream ``b``
+    into ``gumbel[b] [2, B]`` as exponentials ``-log u`` (``gumbel`` is ``[0, 2, B]`` when unused).
 
-    The logarithms are taken here, ``2 B`` independent ones in a row, rather than one or two per
-    event inside the sweep, where each waited on the event's dependent chain: the dimerization's
-    straight-through sweep ran 1.24x faster (benchmarks/RESULTS.md, "Gradient throughput, session
-    14")."""
+    The logarithms are taken here, by :func:`exponential` on whole rows, rather than one to three
+    per event inside the sweep (benchmarks/RESULTS.md, "Gradient throughput", sessions 14 and 15).
+    ``E`` may differ from the forward's ``-log u_tau`` (libm) in its last bits; the times walked
+    back are rounded anyway and reset to the forward's at every checkpoint."""
     k_lo = max(k - forward.shape[1] + 1, 0)
     uniform_block(forward, seed_lo, seed_hi, trajectory, k_lo, STREAM_FORWARD, 1, 0)
+    for c in range(forward.shape[1]):
+        forward[0, c] = exponential(forward[0, c])
     for b in range(gumbel.shape[0]):
         uniform_block(gumbel[b], seed_lo, seed_hi, trajectory, k_lo, STREAM_GUMBEL + b, 1, 0)
         for h in range(2):
             for c in range(gumbel.shape[2]):
-                gumbel[b, h, c] = -math.log(gumbel[b, h, c])
+                gumbel[b, h, c] = exponential(gumbel[b, h, c])
     return k_lo
 
 
@@ -250,7 +297,7 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
     m_top = m
     if last_event:
         k_lo = load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, K)
-        E = -math.log(forward[0, K - k_lo])
+        E = forward[0, K - k_lo]
         tau = E / a0
         r = select_reaction(a, y, forward[1, K - k_lo] * a0)
         if st:
@@ -281,8 +328,7 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
         a0 = cumulate(a, y)
         if k < k_lo:
             k_lo = load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, k)
-        u_tau = forward[0, k - k_lo]
-        E = -math.log(u_tau)
+        E = forward[0, k - k_lo]
         tau = E / a0
         t_next = t
         if k == k_check:

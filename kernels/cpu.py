@@ -29,7 +29,7 @@ DEVICE_FUNCTIONS = [
     propensity.propensity_adjoint, backward.inverse_power, backward.conditional_softmax,
     backward.unfire, backward.stoich_adjoint, backward.rates_adjoint,
     backward.add_kernel_time_terms, backward.add_kernel_state_terms, backward.step_adjoint,
-    backward.load_draws, backward.linear_obs_terms, backward.replay_trajectory,
+    backward.exponential, backward.load_draws, backward.linear_obs_terms, backward.replay_trajectory,
 ]
 
 

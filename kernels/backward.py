@@ -76,14 +76,15 @@ LN2_LO = 1.90821492927058770002e-10
 
 
 def exponential(u):
-    """``-log u`` for a uniform ``u`` in ``(0, 1)`` with no library call, within 2 ulp of ``log``.
+    """``-log u`` for a uniform ``u`` in ``(0, 1)`` with no library call, within 2 ulp of libm's.
 
     ``u = m 2^-e`` with ``m`` in ``[1/sqrt 2, sqrt 2)``: ``e`` by a binary search of scalings by
     powers of two (exact), then ``log m = 2 atanh s = 2 s (1 + z/3 + z^2/5 + ... + z^10/21)``,
     ``s = (m - 1)/(m + 1)``, ``z = s^2 <= (3 - 2 sqrt 2)^2 = 0.0295``, whose first omitted term
-    is below ``z^11 / 23 < 1e-18`` relative. Straight-line code whose tests compile to selects:
-    applied to a block of draws (:func:`load_draws`) the loop vectorizes, where libm's ``log``
-    is one scalar call per draw (the sweep: 1.26x, benchmarks/RESULTS.md, session 15)."""
+    is below ``z^11 / 23 < 1e-18`` relative. Its tests compile to selects and it calls nothing, so
+    a loop of it over a block of draws (:func:`load_draws`) vectorizes (AVX-512 code on the
+    benchmark machine), where libm's ``log`` is one scalar call per draw: the dimerization's
+    sweep ran 1.25-1.33x faster (benchmarks/RESULTS.md, "Gradient throughput, session 15")."""
     e = 0.0
     if u < 2.3283064365386963e-10:  # 2^-32
         u *= 4294967296.0

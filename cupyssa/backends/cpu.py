@@ -52,13 +52,15 @@ def is_compiled(network, specialize=False) -> bool:
 
 
 def _batch_kernel(family, kernel, args):
-    """``(dispatcher, args)``: the compiled batch kernel that ``family.<kernel>(*args)`` runs,
-    and its arguments (``replay_batch`` runs the sweep of its arguments' observation mode and
-    estimator, which the compiled sweep holds as constants)."""
+    """``(dispatcher, signature)``: the compiled batch kernel that ``family.<kernel>(*args)`` runs,
+    and the Numba types of the arguments it receives (``replay_batch`` runs the sweep of its
+    arguments' observation mode and estimator, which the compiled sweep holds as constants)."""
     if kernel == "replay_batch":
         mode, estimator, args = cpu.split_replay_args(args)
-        return family.sweep(mode, estimator), args
-    return getattr(family, kernel), args
+        dispatcher = family.sweep(mode, estimator)
+    else:
+        dispatcher = getattr(family, kernel)
+    return dispatcher, tuple(numba.typeof(a) for a in args)
 
 
 def _disk_index(network, specialize, kernel="simulate_batch", args=()):
@@ -101,14 +103,13 @@ def has_machine_code(network, specialize, args, kernel="simulate_batch") -> bool
     Numba's disk cache holds it for this machine and the current kernel sources (the same index
     key Numba's own load looks up)."""
     if is_compiled(network, specialize):
-        dispatcher, kernel_args = _batch_kernel(kernels_for(network, specialize), kernel, args)
-        if tuple(numba.typeof(a) for a in kernel_args) in dispatcher.signatures:
+        dispatcher, signature = _batch_kernel(kernels_for(network, specialize), kernel, args)
+        if signature in dispatcher.signatures:
             return True
     family, index = _disk_index(network, specialize, kernel, args)
     if not index:
         return False
-    dispatcher, kernel_args = _batch_kernel(family, kernel, args)
-    signature = tuple(numba.typeof(a) for a in kernel_args)
+    dispatcher, signature = _batch_kernel(family, kernel, args)
     try:
         return dispatcher._cache._index_key(signature, dispatcher.targetctx.codegen()) in index
     except (AttributeError, TypeError):

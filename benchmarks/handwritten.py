@@ -405,7 +405,7 @@ _inverse_power = numba.njit(inline="always")(backward.inverse_power)
 _exponential = numba.njit(inline="always")(backward.exponential)
 
 
-@numba.njit(parallel=True, nogil=True)
+@numba.njit(parallel=True, nogil=True, error_model="numpy")
 def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, checkpoint_every,
                                seed_lo, seed_hi, G, inv_temp, grads):
     """The straight-through (Gumbel-softmax) reverse sweep of cupyssa's ``value_and_grad`` for the
@@ -414,7 +414,7 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
 
     Everything the generic kernels look up is literal: the step back, the two propensities, the
     conditional Gumbel-softmax of two reactions (``T = 1 / inv_temp``), ``s = nu xbar`` and the
-    adjoints. The draws are cupyssa's (Philox, regenerated 8 steps at a time), the times are walked
+    adjoints. The draws are cupyssa's (Philox, regenerated 32 steps at a time), the times are walked
     back as cupyssa does (``-log u_tau / a0``, reset at the checkpoints), and the arithmetic follows
     the kernels' order, so ``grads [n, 2]`` (``dL/d(k1, k2)`` per trajectory) equals cupyssa's
     per-trajectory gradient exactly (the same doubles; at most the sign of a zero differs).
@@ -423,8 +423,8 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
     k1 = params[0]
     k2 = params[1]
     for n in prange(x_final.shape[0]):
-        forward = np.empty((2, 8))
-        gumbel = np.empty((2, 8))
+        forward = np.empty((2, 32))
+        gumbel = np.empty((2, 32))
         A = x_final[n, 0]
         B = x_final[n, 1]
         xa = G[n, 0, 0]
@@ -445,15 +445,15 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
             a_1 = k2 * (B * 1.0)
             a0 = a_0 + a_1
             if k < k_lo:
-                k_lo = max(k - 7, 0)
+                k_lo = max(k - 31, 0)
                 _uniform_block(forward, seed_lo, seed_hi, n, k_lo, philox.STREAM_FORWARD, 1, 0)
                 _uniform_block(gumbel, seed_lo, seed_hi, n, k_lo, philox.STREAM_GUMBEL, 1, 0)
                 # the block's exponentials, a row at a time as in cupyssa's load_draws: loops that
                 # vectorize (one loop over c writing all three rows ran 2.7x slower)
-                for c in range(8):
+                for c in range(forward.shape[1]):
                     forward[0, c] = _exponential(forward[0, c])
                 for h in range(2):
-                    for c in range(8):
+                    for c in range(gumbel.shape[1]):
                         gumbel[h, c] = _exponential(gumbel[h, c])
             c = k - k_lo
             tau = forward[0, c] / a0
@@ -476,14 +476,14 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
             else:
                 y0, y1 = y_o * total, 1.0 * total
             ys = 0.0 + y0 * s0 + y1 * s1
-            ab0 = -0.0 + (y0 * (s0 - ys) * inv_temp / a_0 if a_0 > 0.0 else 0.0)
-            ab1 = -0.0 + (y1 * (s1 - ys) * inv_temp / a_1 if a_1 > 0.0 else 0.0)
+            ab0 = -0.0 + ((s0 - ys) * (y0 * inv_temp / a_0) if a_0 > 0.0 else 0.0)
+            ab1 = -0.0 + ((s1 - ys) * (y1 * inv_temp / a_1) if a_1 > 0.0 else 0.0)
             # cupyssa skips a reaction whose adjoint is 0; adding 0 * (finite) instead changes at
             # most the sign of a zero, and the test of ab0, ab1 made this loop 2x slower
             g0 += ab0 * (c0 * 1.0)
-            xa += ab0 * k1 * 1.0 * ((((A * 1.0) - 1.0) + A * 1.0) / 2.0)
+            xa += ab0 * (k1 * 1.0 * ((((A * 1.0) - 1.0) + A * 1.0) / 2.0))
             g1 += ab1 * ((B * 1.0) * 1.0)
-            xb += ab1 * k2 * 1.0 * 1.0
+            xb += ab1 * (k2 * 1.0 * 1.0)
         grads[n, 0] = g0
         grads[n, 1] = g1
 

@@ -191,7 +191,7 @@ def rates_adjoint_source(network) -> str | None:
         for s, order, other in ((s0, o0, "c1"), (s1, o1, "c0")):
             if order:
                 d = _binomial(f"(x[{s}] * 1.0)", order, True)
-                lines.append(f"            xbar[{s}] += ab * theta[{k}] * {other} * {d}")
+                lines.append(f"            xbar[{s}] += ab * (theta[{k}] * {other} * {d})")
     return "\n".join(lines) + "\n"
 
 

@@ -220,14 +220,18 @@ def step_adjoint(gumbel, col, r, x, theta, a, a0, E, tau, tbar, estimator, inv_t
     M = reaction_count(a)
     st = estimator == STRAIGHT_THROUGH
     if st:
-        stoich_adjoint(xbar, s, tab)  # before xbar is updated
+        # the relaxed event first: it needs only the draws and a(x_k), so it runs ahead of the
+        # chain of dependent steps xbar_{k+1} -> s -> y.s -> abar -> xbar_k, which then has the
+        # coefficient y_j / (T a_j) in hand (one multiplication on the chain instead of three and
+        # a division: benchmarks/RESULTS.md, "Gradient throughput, session 16")
         conditional_softmax(gumbel, col, r, a, a0, inv_temp, y)
+        stoich_adjoint(xbar, s, tab)  # before xbar is updated
         ys = 0.0
         for j in range(M):
             ys += y[j] * s[j]
         abar0 = -tbar * E / (a0 * a0)  # dL/da0 through tau = E / a0
         for j in range(M):
-            s[j] = abar0 + (y[j] * (s[j] - ys) * inv_temp / a[j] if a[j] > 0.0 else 0.0)
+            s[j] = abar0 + ((s[j] - ys) * (y[j] * inv_temp / a[j]) if a[j] > 0.0 else 0.0)
     else:
         abar0 = -weight * tau
         for j in range(M):

@@ -36,6 +36,11 @@ DEVICE_FUNCTIONS = [
 #: steps whose forward draws are generated together (:func:`~cupyssa.kernels.philox.uniform_block`;
 #: 8 was fastest of 4-32 on AVX-512, the same numbers whatever the size)
 RNG_BLOCK = 8
+#: steps whose draws the reverse sweep regenerates together (:func:`~cupyssa.kernels.backward.
+#: load_draws`): its rows of exponentials are vectorized loops, which need more than 8 elements to
+#: pay for their set-up (the dimerization's sweep 1.08-1.14x faster with 32 than with 8: benchmarks/
+#: RESULTS.md, "Gradient throughput, session 16"; the same numbers whatever the size)
+SWEEP_BLOCK = 32
 
 #: helpers whose arguments are all scalars (a call costs no reference counting) and that are off
 #: the hot path of ``simulate`` (the general mass-action adjoint; the smoothing window, once or
@@ -106,9 +111,9 @@ def sweep_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpoi
         y = np.empty(M)
         s = np.empty(M)
         xbar = np.empty(S)
-        forward = np.empty((2, RNG_BLOCK))
+        forward = np.empty((2, SWEEP_BLOCK))
         n_gumbel = (M + 1) // 2 if SWEEP_ESTIMATOR == STRAIGHT_THROUGH else 0
-        gumbel = np.empty((n_gumbel, 2, RNG_BLOCK))
+        gumbel = np.empty((n_gumbel, 2, SWEEP_BLOCK))
         g = grads[n]
         g[:] = 0.0
         x = x_final[n].copy()

@@ -137,7 +137,9 @@ def propensity_adjoint(j, x, theta, abar, xbar, gbar, with_x, tab):
     k = tab.pair_law[j, 0]
     if k >= 0:
         # a = k c0 c1 in two species (see propensity), in the doubles of the general branch below:
-        # da/dk = c0 c1, da/dx_s0 = k c1 dc0/dx_s0 (the other factor is 1.0 when unused)
+        # da/dk = c0 c1, da/dx_s0 = k c1 dc0/dx_s0 (the other factor is 1.0 when unused); abar
+        # multiplies the finished partial, so the reverse sweep's chain through abar is one
+        # multiplication deep
         s0, o0, s1, o1 = tab.pair_law[j, 1], tab.pair_law[j, 2], tab.pair_law[j, 3], tab.pair_law[j, 4]
         n0 = x[s0] * 1.0
         n1 = x[s1] * 1.0
@@ -146,9 +148,9 @@ def propensity_adjoint(j, x, theta, abar, xbar, gbar, with_x, tab):
         gbar[k] += abar * (c0 * c1)
         if with_x:
             if o0 > 0:
-                xbar[s0] += abar * theta[k] * c1 * small_binomial_derivative(n0, o0)
+                xbar[s0] += abar * (theta[k] * c1 * small_binomial_derivative(n0, o0))
             if o1 > 0:
-                xbar[s1] += abar * theta[k] * c0 * small_binomial_derivative(n1, o1)
+                xbar[s1] += abar * (theta[k] * c0 * small_binomial_derivative(n1, o1))
         return
     kind = tab.law_kind[j]
     if kind == MASS_ACTION:
@@ -161,7 +163,8 @@ def propensity_adjoint(j, x, theta, abar, xbar, gbar, with_x, tab):
                     if e2 != e:
                         others *= falling_ratio(x[tab.reac_species[e2]] * 1.0, tab.reac_order[e2])
                 s = tab.reac_species[e]
-                xbar[s] += abar * k * others * falling_ratio_derivative(x[s] * 1.0, tab.reac_order[e])
+                d = falling_ratio_derivative(x[s] * 1.0, tab.reac_order[e])
+                xbar[s] += abar * (k * others * d)
         return
     if kind == HILL or kind == HILL_REPRESSION:
         P = x[tab.law_species[j, 0]] * 1.0

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import pathlib
 import sys
 import time
 
@@ -154,12 +155,15 @@ def ssa_final_states(m, T, n_traj, cache_dir=None):
 
     With ``cache_dir`` they are kept in a ``.npz`` file named by a digest of what determines them
     (the network's reactions and laws, ``x0``, parameters, ``T``, ``n_traj``, the seed) and of
-    the kernel sources, so a rerun of the benchmark loads them (the 3x3 lattice's 10^5 took 698 s
-    on one thread) and a change of either recomputes them."""
-    from cupyssa.kernels.cpu import _SOURCE_HASH
-
+    the forward's kernel sources, so a rerun of the benchmark loads them (the 3x3 lattice's 10^5
+    took 698 s on one thread) and a change of either recomputes them. The reverse sweep's source
+    (``kernels/backward.py``) is left out of the digest: it does not enter ``simulate``, and
+    keying on it made every gradient edit discard a 13-minute reference."""
+    kernels = pathlib.Path(cupyssa.kernels.__file__).parent
+    forward_sources = hashlib.sha1(b"".join(
+        f.read_bytes() for f in sorted(kernels.glob("*.py")) if f.name != "backward.py"))
     key = repr((str(m.network), sorted(m.x0.items()), sorted(m.params.items()), float(T), n_traj,
-                0, _SOURCE_HASH))
+                0, forward_sources.hexdigest()[:12]))
     path = None
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)

@@ -18,7 +18,9 @@ usable reference there, while the reflecting box chain differs from the untrunca
 with bound 300, lost < 1e-10) by Hellinger <= 0.008 (1 site, t <= 1).
 
 Every solve reports the Hellinger distances as soon as each check time is reached (so a run
-stopped by ``--budget`` still reports the times it reached).
+stopped by ``--budget`` still reports the times it reached). With ``--checkpoint PATH`` the
+solve saves its parameters every ``--checkpoint-every`` steps, and the same command run again
+resumes from them: the 3x3 lattice at full size takes hours per attempt on a 2-core CPU.
 
 Usage::
 
@@ -65,6 +67,11 @@ class Reporter:
         self.deadline = self.start + budget
 
     def __call__(self, step, t, model):
+        if self.step == 0 and step > 1:  # resumed from a checkpoint: earlier models are gone
+            while self.k < len(self.t_eval) and t > self.t_eval[self.k] + 1e-12:
+                print(f"  t = {self.t_eval[self.k]} was passed before the checkpoint this run "
+                      f"resumed from (step {step}): not reported", flush=True)
+                self.k += 1
         self.t, self.step = t, step
         while self.k < len(self.t_eval) and t >= self.t_eval[self.k] - 1e-12:
             print(f"  [{time.perf_counter() - self.start:7.1f} s, step {step}] t = "
@@ -138,7 +145,10 @@ def toggle(args):
 
 
 def _start_and_integrator(args):
-    return dict(integrator=args.integrator, init_time=args.init_time, init_law=args.init_law)
+    """The solve options shared by the toggle, Schlögl and MAPK parts: the integrator, the start,
+    and the checkpoint a long run saves and resumes from."""
+    return dict(integrator=args.integrator, init_time=args.init_time, init_law=args.init_law,
+                checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every)
 
 
 def schlogl2(args):
@@ -247,6 +257,11 @@ def main(argv=None):
     ap.add_argument("--init-law", default="exact", choices=("exact", "product"),
                     help="solve(init_law=...): the law at --init-time, exact or the product of "
                          "per-species laws (the 3x3 lattice: the exact set is out of reach)")
+    ap.add_argument("--checkpoint", default=None, metavar="PATH",
+                    help="solve(checkpoint=PATH): save the parameters to this .npz and resume "
+                         "from it when it exists (toggle, schlogl2, mapk, schlogl3x3; one part "
+                         "per path)")
+    ap.add_argument("--checkpoint-every", type=int, default=10, metavar="STEPS")
     ap.add_argument("--ssa-cache", default=None, metavar="DIR",
                     help="keep the SSA references (mapk, schlogl3x3) in DIR and reuse them")
     ap.add_argument("--rare-samples", type=int, default=1000)

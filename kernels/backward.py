@@ -222,7 +222,7 @@ def step_adjoint(gumbel, col, r, x, theta, a, a0, E, tau, tbar, estimator, inv_t
     if st:
         # the relaxed event first: it needs only the draws and a(x_k), so it runs ahead of the
         # chain of dependent steps xbar_{k+1} -> s -> y.s -> abar -> xbar_k, which then has the
-        # coefficient y_j / (T a_j) in hand (one multiplication on the chain instead of three and
+        # coefficient y_j / (T a_j) in hand (one multiplication on the chain instead of two and
         # a division: benchmarks/RESULTS.md, "Gradient throughput, session 16")
         conditional_softmax(gumbel, col, r, a, a0, inv_temp, y)
         stoich_adjoint(xbar, s, tab)  # before xbar is updated

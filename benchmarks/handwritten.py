@@ -34,6 +34,7 @@ import numpy as np
 from numba import prange
 
 from cupyssa.kernels import backward, philox
+from cupyssa.kernels.cpu import SWEEP_BLOCK
 from cupyssa.kernels.targets import retarget
 
 __all__ = ["LOOPS", "SPECIES", "PARAMS", "RNG_DESCRIPTION", "dimerization", "vilar", "schlogl",
@@ -414,17 +415,18 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
 
     Everything the generic kernels look up is literal: the step back, the two propensities, the
     conditional Gumbel-softmax of two reactions (``T = 1 / inv_temp``), ``s = nu xbar`` and the
-    adjoints. The draws are cupyssa's (Philox, regenerated 32 steps at a time), the times are walked
-    back as cupyssa does (``-log u_tau / a0``, reset at the checkpoints), and the arithmetic follows
-    the kernels' order, so ``grads [n, 2]`` (``dL/d(k1, k2)`` per trajectory) equals cupyssa's
-    per-trajectory gradient exactly (the same doubles; at most the sign of a zero differs).
+    adjoints. The draws are cupyssa's (Philox, regenerated ``SWEEP_BLOCK`` steps at a time, as
+    cupyssa's sweep does), the times are walked back as cupyssa does (``-log u_tau / a0``, reset at
+    the checkpoints), and the arithmetic follows the kernels' order, so ``grads [n, 2]``
+    (``dL/d(k1, k2)`` per trajectory) equals cupyssa's per-trajectory gradient exactly (the same
+    doubles; at most the sign of a zero differs).
     Arguments are those cupyssa's ``replay_batch`` receives (the recorded tapes), for trajectories
     ``0 .. n-1``."""
     k1 = params[0]
     k2 = params[1]
     for n in prange(x_final.shape[0]):
-        forward = np.empty((2, 32))
-        gumbel = np.empty((2, 32))
+        forward = np.empty((2, SWEEP_BLOCK))
+        gumbel = np.empty((2, SWEEP_BLOCK))
         A = x_final[n, 0]
         B = x_final[n, 1]
         xa = G[n, 0, 0]
@@ -445,7 +447,7 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
             a_1 = k2 * (B * 1.0)
             a0 = a_0 + a_1
             if k < k_lo:
-                k_lo = max(k - 31, 0)
+                k_lo = max(k - SWEEP_BLOCK + 1, 0)
                 _uniform_block(forward, seed_lo, seed_hi, n, k_lo, philox.STREAM_FORWARD, 1, 0)
                 _uniform_block(gumbel, seed_lo, seed_hi, n, k_lo, philox.STREAM_GUMBEL, 1, 0)
                 # the block's exponentials, a row at a time as in cupyssa's load_draws: loops that

@@ -400,8 +400,8 @@ def dimerization_philox(n, t_eval, seed, params, x0, out, n_events):
 # -- gradient: the straight-through reverse sweep of the dimerization, written out --------------
 
 _uniform_block = _philox.uniform_block
-#: cupyssa's ``b^(-p)`` (repeated squaring for integer ``p``), compiled inline for this loop
-_inverse_power = numba.njit(inline="always")(backward.inverse_power)
+#: cupyssa's ``w^q`` for ``w`` in ``[0, 1]`` (repeated squaring for integer ``q``), compiled inline
+_ratio_power = numba.njit(inline="always")(backward.ratio_power)
 #: cupyssa's ``-log u`` without a library call, so that the block's exponentials vectorize
 _exponential = numba.njit(inline="always")(backward.exponential)
 
@@ -458,7 +458,8 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
                     for c in range(gumbel.shape[1]):
                         gumbel[h, c] = _exponential(gumbel[h, c])
             c = k - k_lo
-            tau = forward[0, c] / a0
+            inv_a0 = 1.0 / a0
+            tau = forward[0, c] * inv_a0
             if k % checkpoint_every == 0:
                 t = t_checkpoints[n, k // checkpoint_every]
             else:
@@ -466,22 +467,32 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
             s0 = 0.0 + -2.0 * xa + 1.0 * xb  # nu_j . xbar_{k+1}
             s1 = 0.0 + 2.0 * xa + -1.0 * xb
             if tape[n, k] == 0:  # the fired reaction's exponential makes the maximum
-                a_o, e_r, e_o = a_1, gumbel[0, c], gumbel[1, c]
+                a_r, a_o, e_r, e_o = a_0, a_1, gumbel[0, c], gumbel[1, c]
             else:
-                a_o, e_r, e_o = a_0, gumbel[1, c], gumbel[0, c]
+                a_r, a_o, e_r, e_o = a_1, a_0, gumbel[1, c], gumbel[0, c]
+            # the relaxed event and its coefficients c_j = y_j / (T a_j), as backward's
+            # conditional_softmax computes them: w = a_o e_r / (a_o e_r + a0 e_o), y_o / y_r = w^p
             y_o = 0.0
+            c_o = 0.0
             if a_o > 0.0:
-                y_o = _inverse_power(1.0 + a0 / e_r * e_o / a_o, inv_temp)
-            total = 1.0 / (1.0 + y_o)
+                ae = a_o * e_r
+                inv_den = 1.0 / (ae + a0 * e_o)
+                wq = _ratio_power(ae * inv_den, inv_temp - 1.0)
+                y_o = wq * (ae * inv_den)
+                c_o = wq * (e_r * inv_den)
+            inv_a_total = 1.0 / (a_r * (1.0 + y_o))
+            y_r = a_r * inv_a_total
+            y_o *= y_r
+            c_o *= inv_temp * y_r
+            c_r = inv_temp * inv_a_total
             if tape[n, k] == 0:
-                y0, y1 = 1.0 * total, y_o * total
+                y0, y1, cc0, cc1 = y_r, y_o, c_r, c_o
             else:
-                y0, y1 = y_o * total, 1.0 * total
+                y0, y1, cc0, cc1 = y_o, y_r, c_o, c_r
             ys = 0.0 + y0 * s0 + y1 * s1
-            ab0 = -0.0 + ((s0 - ys) * (y0 * inv_temp / a_0) if a_0 > 0.0 else 0.0)
-            ab1 = -0.0 + ((s1 - ys) * (y1 * inv_temp / a_1) if a_1 > 0.0 else 0.0)
-            # cupyssa skips a reaction whose adjoint is 0; adding 0 * (finite) instead changes at
-            # most the sign of a zero, and the test of ab0, ab1 made this loop 2x slower
+            ab0 = -0.0 + (s0 - ys) * cc0
+            ab1 = -0.0 + (s1 - ys) * cc1
+            # adding ab * (finite) when ab = 0 changes at most the sign of a zero
             g0 += ab0 * (c0 * 1.0)
             xa += ab0 * (k1 * 1.0 * ((((A * 1.0) - 1.0) + A * 1.0) / 2.0))
             g1 += ab1 * ((B * 1.0) * 1.0)

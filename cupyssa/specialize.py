@@ -169,8 +169,11 @@ def rates_adjoint_source(network) -> str | None:
     :func:`cupyssa.kernels.backward.rates_adjoint`) when every law is mass action in at most two
     species of order <= 3 (the laws of ``NetworkTables.pair_law``): straight-line code per reaction,
     in the doubles and the accumulation order of the table-driven
-    :func:`~cupyssa.kernels.propensity.propensity_adjoint`. ``None`` for other networks: a
-    literal call per reaction to the general adjoint would inline a copy of every rate law each."""
+    :func:`~cupyssa.kernels.propensity.propensity_adjoint`, without its test for ``abar_j = 0``:
+    adding ``0 * (a finite derivative)`` changes at most the sign of a zero, and the test cost the
+    dimerization's st/fill sweep 1.12x (benchmarks/RESULTS.md, "Gradient throughput, session 17").
+    ``None`` for other networks: a literal call per reaction to the general adjoint would inline a
+    copy of every rate law each."""
     _check_size(network)
     pair = network.tables.pair_law
     if (pair[:, 0] < 0).any():
@@ -181,17 +184,16 @@ def rates_adjoint_source(network) -> str | None:
         c0 = _binomial(f"(x[{s0}] * 1.0)", o0, False)
         c1 = _binomial(f"(x[{s1}] * 1.0)", o1, False)
         lines += [f"    ab = abar[{j}]",
-                  "    if ab != 0.0:",
-                  f"        c0 = {c0}",
-                  f"        c1 = {c1}",
-                  f"        gbar[{k}] += ab * (c0 * c1)"]
+                  f"    c0 = {c0}",
+                  f"    c1 = {c1}",
+                  f"    gbar[{k}] += ab * (c0 * c1)"]
         if o0 or o1:
-            lines.append("        if with_x:")
+            lines.append("    if with_x:")
         # da/dx_s0 = k c1 dc0/dx_s0, multiplied in propensity_adjoint's order
         for s, order, other in ((s0, o0, "c1"), (s1, o1, "c0")):
             if order:
                 d = _binomial(f"(x[{s}] * 1.0)", order, True)
-                lines.append(f"            xbar[{s}] += ab * (theta[{k}] * {other} * {d})")
+                lines.append(f"        xbar[{s}] += ab * (theta[{k}] * {other} * {d})")
     return "\n".join(lines) + "\n"
 
 

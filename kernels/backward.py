@@ -55,19 +55,22 @@ def sweep_variant(mode, estimator):
     return mode, estimator
 
 
-def inverse_power(b, p):
-    """``b^(-p)`` for ``b >= 1``: by repeated squaring when ``p`` is an integer up to 64 (the usual
-    temperatures ``T = 1/p``; a few roundings instead of an ``exp`` and a ``log``), else ``pow``."""
-    n = int(p)
-    if n != p or n > 64:
-        return b ** (-p)
+def ratio_power(w, q):
+    """``w^q`` for ``0 <= w <= 1``: by repeated squaring when ``q`` is an integer from 0 to 64
+    (``q = 1/T - 1`` at the usual temperatures ``T = 1/p``; a few roundings instead of an ``exp``
+    and a ``log``), else ``pow``, with ``0`` at ``w = 0`` (where a negative ``q``, ``T > 1``, would
+    give infinity: :func:`conditional_softmax` multiplies it by ``w``, whose underflow means a
+    reaction out of the race)."""
+    n = int(q)
+    if n != q or n < 0 or n > 64:
+        return w ** q if w > 0.0 else 0.0
     r = 1.0
     while n > 0:
         if n & 1:
-            r *= b
-        b *= b
+            r *= w
+        w *= w
         n >>= 1
-    return 1.0 / r
+    return r
 
 
 #: ln 2 split so that ``e * LN2_HI`` is exact for the integers ``e <= 64`` (fdlibm's constants)
@@ -116,8 +119,9 @@ def exponential(u):
     return e * LN2_HI + (e * LN2_LO - log_m)
 
 
-def conditional_softmax(gumbel, col, r, a, a0, inv_temp, y):
-    """``y = softmax((log a + g) / T)`` with Gumbels ``g`` drawn conditionally on ``argmax = r``.
+def conditional_softmax(gumbel, col, r, a, a0, inv_temp, y, c):
+    """``y = softmax((log a + g) / T)`` with Gumbels ``g`` drawn conditionally on ``argmax = r``,
+    and the coefficients ``c_j = y_j / (T a_j)`` of ``dL/da_j`` (``c_j = 0`` where ``a_j = 0``).
 
     Top-down construction: the maximum is ``z_r = log a0 + G`` with ``G ~ Gumbel(0, 1)``; reaction
     ``j != r`` gets ``Gumbel(log a_j)`` truncated below ``z_r``, ``z_j = -log(e^{-z_r} + e^{-g_j})``.
@@ -126,22 +130,38 @@ def conditional_softmax(gumbel, col, r, a, a0, inv_temp, y):
     (see :func:`load_draws`). Reaction ``r``'s own exponential makes the maximum,
     ``e^{z_r} = a0 / e_r``: the conditional law needs ``G`` independent of ``r``, which a draw
     of the stream is (one fresh exponential beside the others, none of them spent on ``r``).
-    With ``e^{g_j} = a_j / e_j``, ``y_j / y_r = exp((z_j - z_r)/T) = (1 + (a0/a_j) e_j / e_r)^(-1/T)``:
-    one power per reaction, and no logarithm on the sweep's chain of dependent steps.
+
+    With ``e^{g_j} = a_j / e_j``, ``y_j / y_r = exp((z_j - z_r)/T) = w_j^p``, ``p = 1/T``,
+    ``w_j = (1 + (a0/a_j) e_j / e_r)^(-1) = a_j e_r / (a_j e_r + a0 e_j)`` in ``[0, 1]`` (a power
+    that cannot overflow), and ``c_j = w_j^(p-1) (w_j / a_j) y_r / T`` with
+    ``w_j / a_j = e_r / (a_j e_r + a0 e_j)``: one division per reaction ``j != r``, and one more,
+    ``1 / (a_r sum_i y_i / y_r)``, normalizes both ``y`` and ``c``. That is 2 divisions per event
+    of a two-reaction network where the previous form took 6 (benchmarks/RESULTS.md, "Gradient
+    throughput, session 17").
     """
     M = reaction_count(a)
-    a0_e_max = a0 / gumbel[r >> 1, r & 1, col]
-    total = 1.0
+    e_max = gumbel[r >> 1, r & 1, col]
+    total = 1.0  # sum_j y_j / y_r
     for j in range(M):
         yj = 0.0
+        cj = 0.0
         if j != r and a[j] > 0.0:
-            yj = inverse_power(1.0 + a0_e_max * gumbel[j >> 1, j & 1, col] / a[j], inv_temp)
+            ae = a[j] * e_max
+            inv_den = 1.0 / (ae + a0 * gumbel[j >> 1, j & 1, col])
+            wq = ratio_power(ae * inv_den, inv_temp - 1.0)
+            yj = wq * (ae * inv_den)
+            cj = wq * (e_max * inv_den)
             total += yj
         y[j] = yj
-    y[r] = 1.0
-    inv_total = 1.0 / total
+        c[j] = cj
+    inv_a_total = 1.0 / (a[r] * total)
+    y_r = a[r] * inv_a_total
+    c_r = inv_temp * y_r
     for j in range(M):
-        y[j] *= inv_total
+        y[j] *= y_r
+        c[j] *= c_r
+    y[r] = y_r
+    c[r] = inv_temp * inv_a_total
 
 
 def add_kernel_time_terms(t_b, r, t_eval, G, width, tab, m_hi):
@@ -208,30 +228,32 @@ def rates_adjoint(x, theta, abar, xbar, gbar, with_x, tab):
             propensity_adjoint(j, x, theta, abar[j], xbar, gbar, with_x, tab)
 
 
-def step_adjoint(gumbel, col, r, x, theta, a, a0, E, tau, tbar, estimator, inv_temp,
-                 weight, y, s, xbar, gbar, tab):
+def step_adjoint(gumbel, col, r, x, theta, a, a0, inv_a0, tau, tbar, estimator, inv_temp,
+                 weight, y, c, s, xbar, gbar, tab):
     """Chain the adjoints of level ``k+1`` (``xbar``, ``tbar``) through event ``k`` (reaction ``r``
     fired from ``x = x_k``); ``xbar`` becomes ``xbar_k`` in place; returns ``tbar_k``.
 
     Score function: ``d/dtheta [log a_r - a0 tau]`` (``tau`` is data of the path); ``r = -1`` gives
-    the survival term ``-a0 tau`` of a censored interval alone. ``y`` and ``s`` (``[M]``) are
-    scratch: the relaxed event and ``s = nu xbar_{k+1}``, then the propensity adjoints
+    the survival term ``-a0 tau`` of a censored interval alone. ``inv_a0 = 1 / a0`` and
+    ``tau = E / a0`` come from the caller, which walks the time back with them. ``y``, ``c`` and
+    ``s`` (``[M]``) are scratch: the relaxed event and its coefficients
+    (:func:`conditional_softmax`), ``s = nu xbar_{k+1}``, then the propensity adjoints
     ``abar = dL/da`` that :func:`rates_adjoint` chains into ``xbar`` and ``gbar``."""
     M = reaction_count(a)
     st = estimator == STRAIGHT_THROUGH
     if st:
         # the relaxed event first: it needs only the draws and a(x_k), so it runs ahead of the
         # chain of dependent steps xbar_{k+1} -> s -> y.s -> abar -> xbar_k, which then has the
-        # coefficient y_j / (T a_j) in hand (one multiplication on the chain instead of two and
-        # a division: benchmarks/RESULTS.md, "Gradient throughput, session 16")
-        conditional_softmax(gumbel, col, r, a, a0, inv_temp, y)
+        # coefficient c_j = y_j / (T a_j) in hand (one multiplication on the chain instead of two
+        # and a division: benchmarks/RESULTS.md, "Gradient throughput, session 16")
+        conditional_softmax(gumbel, col, r, a, a0, inv_temp, y, c)
         stoich_adjoint(xbar, s, tab)  # before xbar is updated
         ys = 0.0
         for j in range(M):
             ys += y[j] * s[j]
-        abar0 = -tbar * E / (a0 * a0)  # dL/da0 through tau = E / a0
+        abar0 = -tbar * tau * inv_a0  # dL/da0 = -tbar E / a0^2, through tau = E / a0
         for j in range(M):
-            s[j] = abar0 + ((s[j] - ys) * (y[j] * inv_temp / a[j]) if a[j] > 0.0 else 0.0)
+            s[j] = abar0 + (s[j] - ys) * c[j]
     else:
         abar0 = -weight * tau
         for j in range(M):
@@ -264,12 +286,13 @@ def load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, k):
 
 def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, checkpoint_every,
                       obs_step, obs_frac, t_eval, G, mode, width, horizon, estimator, inv_temp,
-                      weight, seed_lo, seed_hi, a, y, s, xbar, forward, gumbel, gbar, tab):
+                      weight, seed_lo, seed_hi, a, y, c, s, xbar, forward, gumbel, gbar, tab):
     """Reverse sweep of one trajectory; adds its gradient contribution to ``gbar [P]``.
 
     ``x`` (int64 ``[S]``) is the final state ``x_K`` on entry and ``x_0`` on return; ``t_final`` is
     ``t_K``; ``G [T, S]`` is ``dL/dY`` of this trajectory's observations (straight-through);
-    ``weight`` multiplies the score. ``forward [2, B]`` and ``gumbel [(M + 1) // 2 or 0, 2, B]``
+    ``weight`` multiplies the score. ``a``, ``y``, ``c``, ``s`` (``[M]``) and ``xbar`` (``[S]``) are
+    scratch (see :func:`step_adjoint`); ``forward [2, B]`` and ``gumbel [(M + 1) // 2 or 0, 2, B]``
     (float64) are scratch for the regenerated draws of ``B`` steps at a time. Returns the recovered
     initial time ``t_0``.
     """
@@ -297,21 +320,21 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
     # which is step_adjoint with no event (r = -1) and tau = H - t_K
     last_event = mode == LINEAR and a0 > 0.0
     r = -1
-    E = 0.0
+    inv_a0 = 0.0
     tau = horizon - t
     m_top = m
     if last_event:
         k_lo = load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, K)
-        E = forward[0, K - k_lo]
-        tau = E / a0
+        inv_a0 = 1.0 / a0
+        tau = forward[0, K - k_lo] * inv_a0
         r = select_reaction(a, y, forward[1, K - k_lo] * a0)
         if st:
             while m >= 0 and obs_step[m] == K:
                 tbar = linear_obs_terms(m, r, obs_frac[m], tau, G, xbar, tbar, True, tab)
                 m -= 1
     if last_event or (not st and a0 > 0.0):
-        tbar = step_adjoint(gumbel, K - k_lo, r, x, theta, a, a0, E, tau, tbar, estimator,
-                            inv_temp, weight, y, s, xbar, gbar, tab)
+        tbar = step_adjoint(gumbel, K - k_lo, r, x, theta, a, a0, inv_a0, tau, tbar, estimator,
+                            inv_temp, weight, y, c, s, xbar, gbar, tab)
     if last_event:
         if st:
             for mm in range(m_top, m, -1):
@@ -333,8 +356,8 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
         a0 = cumulate(a, y)
         if k < k_lo:
             k_lo = load_draws(forward, gumbel, seed_lo, seed_hi, trajectory, k)
-        E = forward[0, k - k_lo]
-        tau = E / a0
+        inv_a0 = 1.0 / a0
+        tau = forward[0, k - k_lo] * inv_a0
         t_next = t
         if k == k_check:
             t = t_checkpoints[i_check]
@@ -351,8 +374,8 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
             while m >= 0 and obs_step[m] == k:
                 tbar = linear_obs_terms(m, r, obs_frac[m], tau, G, xbar, tbar, True, tab)
                 m -= 1
-        tbar = step_adjoint(gumbel, k - k_lo, r, x, theta, a, a0, E, tau, tbar, estimator,
-                            inv_temp, weight, y, s, xbar, gbar, tab)
+        tbar = step_adjoint(gumbel, k - k_lo, r, x, theta, a, a0, inv_a0, tau, tbar, estimator,
+                            inv_temp, weight, y, c, s, xbar, gbar, tab)
         if st and mode == LINEAR:
             for mm in range(m_top, m, -1):
                 tbar = linear_obs_terms(mm, r, obs_frac[mm], tau, G, xbar, tbar, False, tab)

@@ -26,7 +26,7 @@ DEVICE_FUNCTIONS = [
     trajectory.all_propensities, trajectory.window_cdf, trajectory.window_density,
     trajectory.simulate_trajectory,
     propensity.falling_ratio, propensity.falling_ratio_derivative, propensity.expression_adjoint,
-    propensity.propensity_adjoint, backward.inverse_power, backward.conditional_softmax,
+    propensity.propensity_adjoint, backward.ratio_power, backward.conditional_softmax,
     backward.unfire, backward.stoich_adjoint, backward.rates_adjoint,
     backward.add_kernel_time_terms, backward.add_kernel_state_terms, backward.step_adjoint,
     backward.exponential, backward.load_draws, backward.linear_obs_terms, backward.replay_trajectory,
@@ -109,6 +109,7 @@ def sweep_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpoi
     for n in numba.prange(N):
         a = np.empty(M)
         y = np.empty(M)
+        c = np.empty(M)
         s = np.empty(M)
         xbar = np.empty(S)
         forward = np.empty((2, SWEEP_BLOCK))
@@ -122,7 +123,7 @@ def sweep_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpoi
                                        t_checkpoints[n], checkpoint_every, obs_step[n],
                                        obs_frac[n], t_eval, G[n], SWEEP_MODE, width, horizon,
                                        SWEEP_ESTIMATOR, inv_temp, weights[n], seed_lo, seed_hi, a,
-                                       y, s, xbar, forward, gumbel, g, tab)
+                                       y, c, s, xbar, forward, gumbel, g, tab)
         for i in range(S):
             x_start[n, i] = x[i]
 

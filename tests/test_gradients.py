@@ -182,14 +182,16 @@ def test_reverse_sweep_equals_finite_differences_of_the_surrogate(name, mode):
             assert abs(grads[i, p] - fd) <= 1e-8 * scale + 1e-7 * abs(fd), (i, p, grads[i, p], fd)
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.1])
+@pytest.mark.parametrize("temperature", [2.0, 1.0, 0.1])
 def test_conditional_softmax_has_the_law_of_the_unconditional_gumbel_softmax(temperature):
     """The top-down construction (the event r drawn from a / a0, then the Gumbels given
     argmax = r from exponentials) against the definition, y = softmax((log a + g) / T) with
     g_j iid Gumbel(0, 1): the two samples of each y_j have one law. Two-sample Kolmogorov-Smirnov
     at n = 20,000 per side, fixed seeds; under the null p < 1e-4 has probability 1e-4 per check,
     while a wrong scale of the maximum (e.g. e_r taken as a uniform instead of -log u) moves the
-    laws by far more than the KS resolution ~ 1.36 sqrt(2 / n) = 0.014."""
+    laws by far more than the KS resolution ~ 1.36 sqrt(2 / n) = 0.014. The coefficients the sweep
+    multiplies by are c_j = y_j / (T a_j), 0 for the reaction with a_j = 0 (T = 2 takes the power
+    w^(p - 1) through pow with a negative exponent, T = 1 and 0.1 by repeated squaring)."""
     from scipy.stats import ks_2samp
 
     a = np.array([1.0, 0.0, 2.0, 3.5, 0.5])  # a zero propensity takes no part
@@ -198,11 +200,17 @@ def test_conditional_softmax_has_the_law_of_the_unconditional_gumbel_softmax(tem
     r = rng.choice(M, size=n, p=a / a0)
     e = rng.exponential(size=(n, M + 1))  # the sweep's Gumbel stream as exponentials -log u
     y_top = np.empty((n, M))
-    y = np.empty(M)
+    c_top = np.empty((n, M))
+    y, c = np.empty(M), np.empty(M)
     for i in range(n):
         gumbel = np.ascontiguousarray(e[i].reshape(-1, 2)[:, :, None])  # [(M + 1) // 2, 2, 1]
-        kernels.conditional_softmax(gumbel, 0, r[i], a, a0, 1.0 / temperature, y)
-        y_top[i] = y
+        kernels.conditional_softmax(gumbel, 0, r[i], a, a0, 1.0 / temperature, y, c)
+        y_top[i], c_top[i] = y, c
+    np.testing.assert_allclose(y_top.sum(axis=1), 1.0, rtol=1e-14)
+    live = a > 0
+    np.testing.assert_allclose(c_top[:, live], y_top[:, live] / (temperature * a[live]),
+                               rtol=1e-13, atol=1e-300)
+    np.testing.assert_array_equal(c_top[:, ~live], 0.0)
     with np.errstate(divide="ignore"):
         z = (np.log(a) + rng.gumbel(size=(n, M))) / temperature
     z -= z.max(axis=1, keepdims=True)

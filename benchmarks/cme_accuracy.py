@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import pathlib
 import sys
 import time
 
@@ -42,6 +41,7 @@ import cupyssa
 import cupyssa.models as models
 from cupyssa.cme import fsp, solve
 from cupyssa.cme.box import box_cme
+from cupyssa.kernels.cpu import source_digest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _report import hellinger  # noqa: E402
@@ -169,11 +169,8 @@ def ssa_final_states(m, T, n_traj, cache_dir=None):
     took 698 s on one thread) and a change of either recomputes them. The reverse sweep's source
     (``kernels/backward.py``) is left out of the digest: it does not enter ``simulate``, and
     keying on it made every gradient edit discard a 13-minute reference."""
-    kernels = pathlib.Path(cupyssa.kernels.__file__).parent
-    forward_sources = hashlib.sha1(b"".join(
-        f.read_bytes() for f in sorted(kernels.glob("*.py")) if f.name != "backward.py"))
     key = repr((str(m.network), sorted(m.x0.items()), sorted(m.params.items()), float(T), n_traj,
-                0, forward_sources.hexdigest()[:12]))
+                0, source_digest(exclude=("backward.py",))))
     path = None
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)

@@ -136,10 +136,17 @@ def split_replay_args(args):
     return args[12], args[15], args[:12] + args[13:15] + args[16:]
 
 
-#: hash of the kernel sources: Numba's cache does not notice a changed callee in another file,
-#: so every build is tagged with it (see ``retarget``)
-_SOURCE_HASH = hashlib.sha1(b"".join(
-    p.read_bytes() for p in sorted(pathlib.Path(__file__).parent.glob("*.py")))).hexdigest()[:12]
+def source_digest(exclude=()) -> str:
+    """A digest (12 hex digits) of the kernel sources, the files of this folder in name order,
+    less the file names in ``exclude`` (e.g. ``("backward.py",)`` for what ``simulate`` runs)."""
+    return hashlib.sha1(b"".join(
+        p.read_bytes() for p in sorted(pathlib.Path(__file__).parent.glob("*.py"))
+        if p.name not in exclude)).hexdigest()[:12]
+
+
+#: Numba's cache does not notice a changed callee in another file, so every build is tagged with
+#: the digest of all the kernel sources (see ``retarget``)
+_SOURCE_HASH = source_digest()
 
 
 def build(cache=True, replace=None):

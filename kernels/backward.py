@@ -164,34 +164,34 @@ def conditional_softmax(gumbel, col, r, a, a0, inv_temp, y, c):
     c[r] = inv_temp * inv_a_total
 
 
-def add_kernel_time_terms(t_b, r, t_eval, G, width, tab, m_hi):
-    """``dL/dt_b`` of the smoothed observations at an event time ``t_b`` where ``x`` jumps by
-    ``nu_r``: ``-sum_m (G_m . nu_r) K((t_b - t_m)/w) / w`` over the windows containing ``t_b``
-    (observations ``m < m_hi``)."""
+def add_kernel_terms(t_lo, t_hi, r_lo, t_eval, G, width, xbar, m_hi, tab):
+    """The adjoints of the smoothed observations for the state held on ``[t_lo, t_hi)`` and for
+    the event at ``t_lo`` (reaction ``r_lo``, which jumps ``x`` by ``nu_{r_lo}``; ``-1`` for the
+    first interval, which starts at ``t_0`` with no event and ``F = 0`` below it), over the windows
+    ``m < m_hi`` that contain ``t_lo``, with ``u_m = (t_lo - t_m) / w``:
+    ``xbar += G_m [F((t_hi - t_m)/w) - F(u_m)]``, and the return value
+    ``dL/dt_lo = -sum_m (G_m . nu_{r_lo}) K(u_m) / w``. One walk over the windows serves both,
+    the event's term taken one interval early (the sweep adds it to ``tbar`` before the event's
+    step)."""
     tb = 0.0
     m = m_hi - 1
-    while m >= 0 and t_eval[m] + width > t_b:
-        dens = window_density((t_b - t_eval[m]) / width)
-        if dens > 0.0:
-            gnu = 0.0
-            for e in range(tab.net_ptr[r], tab.net_ptr[r + 1]):
-                gnu += G[m, tab.net_species[e]] * tab.net_delta[e]
-            tb -= gnu * dens / width
-        m -= 1
-    return tb
-
-
-def add_kernel_state_terms(t_lo, t_hi, first_interval, t_eval, G, width, xbar, m_hi):
-    """``dL/dx`` of the smoothed observations for the state held on ``[t_lo, t_hi)``:
-    ``xbar += G_m [F((t_hi - t_m)/w) - F((t_lo - t_m)/w)]`` (``F = 0`` below the first interval)."""
-    m = m_hi - 1
     while m >= 0 and t_eval[m] + width > t_lo:
-        f_lo = 0.0 if first_interval else window_cdf((t_lo - t_eval[m]) / width)
+        u_lo = (t_lo - t_eval[m]) / width
+        f_lo = 0.0
+        if r_lo >= 0:
+            f_lo = window_cdf(u_lo)
+            dens = window_density(u_lo)
+            if dens > 0.0:
+                gnu = 0.0
+                for e in range(tab.net_ptr[r_lo], tab.net_ptr[r_lo + 1]):
+                    gnu += G[m, tab.net_species[e]] * tab.net_delta[e]
+                tb -= gnu * dens / width
         mass = window_cdf((t_hi - t_eval[m]) / width) - f_lo
         if mass != 0.0:
             for i in range(xbar.shape[0]):
                 xbar[i] += G[m, i] * mass
         m -= 1
+    return tb
 
 
 def unfire(r, x, theta, a, tab):
@@ -340,9 +340,8 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
             for mm in range(m_top, m, -1):
                 tbar = linear_obs_terms(mm, r, obs_frac[mm], tau, G, xbar, tbar, False, tab)
     elif st and mode == KERNEL:
-        while m_hi > 0 and t_eval[m_hi - 1] - width >= math.inf:
-            m_hi -= 1
-        add_kernel_state_terms(t, math.inf, K == 0, t_eval, G, width, xbar, m_hi)
+        tbar += add_kernel_terms(t, math.inf, tape[K - 1] if K > 0 else -1, t_eval, G, width,
+                                 xbar, m_hi, tab)
     elif st:
         while m >= 0 and obs_step[m] == K:
             for i in range(xbar.shape[0]):
@@ -365,10 +364,6 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
             k_check -= checkpoint_every
         else:
             t = t_next - tau
-        if st and mode == KERNEL:
-            while m_hi > 0 and t_eval[m_hi - 1] - width >= t_next:
-                m_hi -= 1
-            tbar += add_kernel_time_terms(t_next, r, t_eval, G, width, tab, m_hi)
         m_top = m
         if st and mode == LINEAR:
             while m >= 0 and obs_step[m] == k:
@@ -385,7 +380,10 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
                     xbar[i] += G[m, i]
                 m -= 1
         elif st and mode == KERNEL:
-            add_kernel_state_terms(t, t_next, k == 0, t_eval, G, width, xbar, m_hi)
+            while m_hi > 0 and t_eval[m_hi - 1] - width >= t_next:
+                m_hi -= 1
+            tbar += add_kernel_terms(t, t_next, tape[k - 1] if k > 0 else -1, t_eval, G, width,
+                                     xbar, m_hi, tab)
     return t
 
 

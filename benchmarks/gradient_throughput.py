@@ -259,12 +259,15 @@ def _profile_once(N, seed, config):
     return out
 
 
-def sweep_alone(N, seed, min_seconds):
+def sweep_alone(N, seed, min_seconds, rounds=5):
     """The reverse sweep alone, three ways, on the same recorded tapes of the ``st``/``fill``
     gradient (the estimator the written-out sweep implements): cupyssa's generic kernel, its
     generated network-specific one (``specialize``) and :func:`handwritten.dimerization_sweep_st_fill`
     (the practical limit; it must return cupyssa's gradients exactly, which is checked).
-    Returns ``{name: events/s}`` and the recorded steps."""
+    Returns ``{name: events/s}`` (the median of ``rounds`` rounds, each timing the three in turn:
+    one timing of each after the other let the host's drift decide the ratios, 0.71-0.76 for
+    generated ÷ hand-written where interleaved rounds gave 0.95-0.97, benchmarks/RESULTS.md,
+    session 17) and the recorded steps."""
     import handwritten
     from cupyssa.backends.cpu import kernels_for
 
@@ -289,19 +292,22 @@ def sweep_alone(N, seed, min_seconds):
     out = {"steps": steps}
     kernels = [("generic", orig)] + ([("generated", kernels_for(m.network, True).replay_batch)]
                                      if _has_specialize() else [])
+    calls = {}
     for name, fn in kernels:
         grads = np.empty_like(want)
-        call = (lambda fn=fn, grads=grads: fn(*args[:21], grads, *args[22:]))
-        call()
-        out[name] = steps / _timed(call, min_seconds)[1]
+        calls[name] = (lambda fn=fn, grads=grads: fn(*args[:21], grads, *args[22:]))
     got = np.empty_like(want)
-
-    def hand():
-        handwritten.dimerization_sweep_st_fill(x, theta[0], K, tape, t_check, every, lo, hi, Gy,
-                                               inv_temp, got)
-    hand()
+    calls["hand-written"] = lambda: handwritten.dimerization_sweep_st_fill(
+        x, theta[0], K, tape, t_check, every, lo, hi, Gy, inv_temp, got)
+    for call in calls.values():
+        call()  # compile, or load from the cache
     out["hand_exact"] = bool(np.array_equal(got, want))
-    out["hand-written"] = steps / _timed(hand, min_seconds)[1]
+    rates = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            rates[name].append(steps / _timed(call, min_seconds)[1])
+    out.update({name: float(np.median(r)) for name, r in rates.items()})
+    out["rounds"] = rounds
     return out
 
 
@@ -696,7 +702,8 @@ def main(argv=None):
         rates = ", ".join(f"{name} {sw[name] / 1e6:.1f}" for name in
                           ("generic", "generated", "hand-written") if name in sw)
         text += (f"\n\nReverse sweep alone (st/fill, T = {TEMPERATURE}, the same recorded tapes of "
-                 f"{sw['steps']} steps; mean per call over >= {max(min_seconds, 0.2):g} s), "
+                 f"{sw['steps']} steps; mean per call over >= {max(min_seconds, 0.2):g} s, "
+                 f"median of {sw['rounds']} rounds that time the sweeps in turn), "
                  f"Mevents/s: {rates} (the hand-written sweep for this model, "
                  "`benchmarks/handwritten.py`, returns cupyssa's per-trajectory gradients "
                  f"{'exactly' if sw['hand_exact'] else 'NOT exactly (a bug)'})")

@@ -266,7 +266,7 @@ def sweep_alone(N, seed, min_seconds, rounds=5):
     (the practical limit; it must return cupyssa's gradients exactly, which is checked).
     Returns ``{name: events/s}`` (the median of ``rounds`` rounds, each timing the three in turn:
     one timing of each after the other let the host's drift decide the ratios, 0.71-0.76 for
-    generated ÷ hand-written where interleaved rounds gave 0.95-0.97, benchmarks/RESULTS.md,
+    generated ÷ hand-written where interleaved rounds gave 0.78-0.97, benchmarks/RESULTS.md,
     session 17) and the recorded steps."""
     import handwritten
     from cupyssa.backends.cpu import kernels_for

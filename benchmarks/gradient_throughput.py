@@ -31,7 +31,9 @@ All rates are the best of ``--repeats`` measurements of warm calls (compilation 
 events per second of wall time and per CPU-second of the process (all threads). On the cupyssa
 side a measurement repeats the same call back to back until ``--min-seconds`` (default 1 s) have
 passed and takes the mean per call: a forward call of N = 1000 lasts ~0.04 s, too short to time
-alone. (stochastix's calls last seconds and are timed one by one.)
+alone. (stochastix's calls last seconds and are timed one by one.) The ratios of each gradient
+to the forward are also given within each repetition, where the two are timed seconds apart
+(median and range over the repetitions): the host's speed drifts by tens of percent over minutes.
 
 Memory per step:
 
@@ -270,6 +272,7 @@ def sweep_alone(N, seed, min_seconds, rounds=5):
     session 17) and the recorded steps."""
     import handwritten
     from cupyssa.backends.cpu import kernels_for
+    from cupyssa.kernels.cpu import replay_arguments
 
     m = model()
     captured = []
@@ -285,20 +288,21 @@ def sweep_alone(N, seed, min_seconds, rounds=5):
     with _wrapped_replays([generic], capture):
         cs.value_and_grad(mean_b_loss(m.network), m, t_eval=[T_END], n_trajectories=N, seed=seed,
                           **{**CONFIGS["grad st/fill"], "specialize": False})
-    args = captured[0]
-    (x, theta, _, _, K, tape, t_check, every, _, _, _, Gy, *_, inv_temp, _, lo, hi, _, want, _,
-     _) = args
-    steps = int(K.sum())
+    args = replay_arguments(*captured[0])
+    want = args["grads"]
+    steps = int(args["K"].sum())
     out = {"steps": steps}
     kernels = [("generic", orig)] + ([("generated", kernels_for(m.network, True).replay_batch)]
                                      if _has_specialize() else [])
     calls = {}
     for name, fn in kernels:
         grads = np.empty_like(want)
-        calls[name] = (lambda fn=fn, grads=grads: fn(*args[:21], grads, *args[22:]))
+        calls[name] = (lambda fn=fn, grads=grads: fn(*{**args, "grads": grads}.values()))
     got = np.empty_like(want)
     calls["hand-written"] = lambda: handwritten.dimerization_sweep_st_fill(
-        x, theta[0], K, tape, t_check, every, lo, hi, Gy, inv_temp, got)
+        args["x_final"], args["theta"][0], args["K"], args["tape"], args["t_checkpoints"],
+        args["checkpoint_every"], args["seed_lo"], args["seed_hi"], args["G"], args["inv_temp"],
+        got)
     for call in calls.values():
         call()  # compile, or load from the cache
     out["hand_exact"] = bool(np.array_equal(got, want))
@@ -531,22 +535,29 @@ def report(N, seed, ours, sx, sx_error, prof, rss_ours, cmd, repeats, max_steps,
     fs = ours["forward_specialized"]
     spec = (f" (÷ the `specialize=True` forward: {d_rate / best(fs['wall'], fs['cpu'], ev)[0]:.3f})"
             if fs["wall"] else "")
-    # the same ratio within each repetition (the forward and the gradient timed a few seconds
+    # the same ratios within each repetition (the forward and the gradient timed a few seconds
     # apart): the host's speed drifts by tens of percent over minutes, which the ratio of two
     # best-of-n figures taken at different moments carries in full
-    per_rep = (np.asarray(ours["forward"]["wall"])
-               / np.asarray(ours["grad st/kernel (default)"]["wall"]))
+    def per_repetition(name):
+        return np.asarray(ours["forward"]["wall"]) / np.asarray(ours[name]["wall"])
+
+    def spread(ratios):
+        return f"median {np.median(ratios):.3f}, range {ratios.min():.3f}-{ratios.max():.3f}"
+
+    per_rep = per_repetition("grad st/kernel (default)")
     goals.append(f"- full gradient ÷ cupyssa forward only (default `cs.simulate`): **{rf:.3f}** wall "
                  f"({d_cpu / fwd_cpu:.3f} per CPU-s; within each of the {per_rep.size} repetitions: "
-                 f"median {np.median(per_rep):.3f}, range {per_rep.min():.3f}-{per_rep.max():.3f}); "
+                 f"{spread(per_rep)}); "
                  "goal ≥ 1/3: " + ("met" if rf >= GOAL_VS_FORWARD else "**NOT met**") + spec)
     goals.append(f"- tape: **{tape:.2f} bytes per recorded step** (`grad.tape_bytes_per_step`, "
                  f"allocated tape + checkpoint arrays ÷ recorded steps); goal ≤ {GOAL_TAPE:g}: "
                  + ("met" if tape <= GOAL_TAPE else "**NOT met**")
                  + (f"; {rss_txt}" if rss_txt else ""))
     score_r = rates["grad score"][0]
-    goals.append(f"- score estimator ÷ forward only: {score_r / fwd_rate:.3f}; "
-                 f"st/fill ÷ forward only: {rates['grad st/fill'][0] / fwd_rate:.3f}; default "
+    goals.append(f"- score estimator ÷ forward only: {score_r / fwd_rate:.3f} (per repetition "
+                 f"{spread(per_repetition('grad score'))}); st/fill ÷ forward only: "
+                 f"{rates['grad st/fill'][0] / fwd_rate:.3f} (per repetition "
+                 f"{spread(per_repetition('grad st/fill'))}); default "
                  "configuration recorded with `specialize=True` ÷ the default: "
                  f"{rates['grad st/kernel, specialize=True'][0] / d_rate:.2f} (÷ stochastix: "
                  + (f"{rates['grad st/kernel, specialize=True'][0] / sx_rate:.2f}×)" if sx is not None

@@ -128,12 +128,19 @@ def sweep_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpoi
             x_start[n, i] = x[i]
 
 
+def replay_arguments(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpoint_every,
+                     obs_step, obs_frac, t_eval, G, mode, width, horizon, estimator, inv_temp,
+                     weights, seed_lo, seed_hi, tab, grads, x_start, t_start) -> dict:
+    """The family's ``replay_batch(*args)`` arguments by name, in order (``replay_arguments(*args)``):
+    those of :func:`sweep_batch` with the observation ``mode`` and the ``estimator`` among them."""
+    return dict(locals())
+
+
 def split_replay_args(args):
-    """``replay_batch``'s arguments -> ``(mode, estimator, the sweep's arguments)``: the family's
-    ``replay_batch(x_final, theta, first, t_final, K, tape, t_checkpoints, checkpoint_every,
-    obs_step, obs_frac, t_eval, G, mode, width, horizon, estimator, inv_temp, weights, seed_lo,
-    seed_hi, tab, grads, x_start, t_start)`` runs ``sweep(mode, estimator)`` on the others."""
-    return args[12], args[15], args[:12] + args[13:15] + args[16:]
+    """``replay_batch``'s arguments -> ``(mode, estimator, the arguments of sweep(mode,
+    estimator))``."""
+    named = replay_arguments(*args)
+    return named.pop("mode"), named.pop("estimator"), tuple(named.values())
 
 
 def source_digest(exclude=()) -> str:

@@ -64,6 +64,7 @@ def test_handwritten_gradient_sweep_reproduces_cupyssa_exactly(monkeypatch):
     gradients, the same doubles (forward-fill observation at the end of the path, T = 1/10; a zero
     may differ in sign, which ``assert_array_equal`` ignores)."""
     import cupyssa.gradients as gradients
+    from cupyssa.kernels.cpu import replay_arguments
 
     hw = _load("handwritten")
     m = cs.models.dimerization(k1=1e-3, k2=0.1, A0=300, B0=0)
@@ -85,10 +86,13 @@ def test_handwritten_gradient_sweep_reproduces_cupyssa_exactly(monkeypatch):
     monkeypatch.setattr(gradients, "kernels_for", lambda net, sp=False: Capture(kernels_for(net, sp)))
     _, grad = cs.value_and_grad(loss, m, t_eval=[10.0], n_trajectories=64, seed=9,
                                 observation="fill", temperature=0.1, per_trajectory=True)
-    (x, theta, first, _, K, tape, t_check, every, obs_step, _, _, G, *_, inv_temp, _, lo, hi, _,
-     want, _, _) = captured[0]
-    assert first == 0 and np.all(obs_step[:, 0] == K)  # what the written-out sweep assumes
+    a = replay_arguments(*captured[0])
+    want = a["grads"]
+    # what the written-out sweep assumes
+    assert a["first"] == 0 and np.all(a["obs_step"][:, 0] == a["K"])
     got = np.empty_like(want)
-    hw.dimerization_sweep_st_fill(x, theta[0], K, tape, t_check, every, lo, hi, G, inv_temp, got)
+    hw.dimerization_sweep_st_fill(a["x_final"], a["theta"][0], a["K"], a["tape"],
+                                  a["t_checkpoints"], a["checkpoint_every"], a["seed_lo"],
+                                  a["seed_hi"], a["G"], a["inv_temp"], got)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(got, grad.per_trajectory)

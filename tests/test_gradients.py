@@ -519,3 +519,19 @@ def test_generated_reverse_functions_give_the_table_driven_doubles(network):
             rates_adjoint(x, theta, abar, *got, with_x, tab)
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_replay_arguments_are_the_sweeps_with_mode_and_estimator():
+    """``replay_batch`` names its arguments through ``replay_arguments``; the compiled sweep
+    receives them less the observation mode and the estimator, in the same order."""
+    import inspect
+
+    from cupyssa.kernels import cpu
+
+    replay = list(inspect.signature(cpu.replay_arguments).parameters)
+    sweep = list(inspect.signature(cpu.sweep_batch).parameters)
+    assert [p for p in replay if p not in ("mode", "estimator")] == sweep
+    args = tuple(range(len(replay)))
+    mode, estimator, rest = cpu.split_replay_args(args)
+    assert (mode, estimator) == (replay.index("mode"), replay.index("estimator"))
+    assert rest == tuple(i for i, p in enumerate(replay) if p not in ("mode", "estimator"))

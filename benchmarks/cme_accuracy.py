@@ -214,7 +214,8 @@ def _vs_ssa(name, m, T, species, args, **kw):
 def mapk(args):
     m = models.mapk_cascade()
     _vs_ssa("MAPK cascade", m, 100.0 if args.full else 10.0, m.metadata["monitored"], args,
-            method=args.method, hidden=32, n_samples=args.samples or 800, dt=0.05, seed=0,
+            method=args.method, hidden=args.hidden or 32, n_samples=args.samples or 800,
+            dt=args.dt or 0.05, eps=args.eps, alpha=args.alpha, seed=args.seed,
             **_start_and_integrator(args))
 
 

@@ -166,7 +166,7 @@ def run_cupyssa(N, seed, repeats, min_seconds, log):
         cs.simulate(m, t_eval=t_eval, n_trajectories=8, seed=seed, specialize=True)
     for kw in CONFIGS.values():
         cs.value_and_grad(loss, m, t_eval=t_eval, n_trajectories=8, seed=seed, **kw)
-        if specialize:
+        if specialize and not kw.get("specialize"):
             # the default (specialize=None) runs the network-specific recording and sweep once
             # their machine code exists, in this process or in the disk cache: without this, a
             # configuration whose specialized sweep no earlier process compiled is timed with
@@ -309,10 +309,7 @@ def sweep_alone(N, seed, min_seconds, rounds=5):
         grads = np.empty_like(want)
         calls[name] = (lambda fn=fn, grads=grads: fn(*{**args, "grads": grads}.values()))
     got = np.empty_like(want)
-    calls["hand-written"] = lambda: handwritten.dimerization_sweep_st_fill(
-        args["x_final"], args["theta"][0], args["K"], args["tape"], args["t_checkpoints"],
-        args["checkpoint_every"], args["seed_lo"], args["seed_hi"], args["G"], args["inv_temp"],
-        got)
+    calls["hand-written"] = lambda: handwritten.dimerization_sweep_from_replay(args, got)
     for call in calls.values():
         call()  # compile, or load from the cache
     out["hand_exact"] = bool(np.array_equal(got, want))

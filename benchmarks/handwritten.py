@@ -501,6 +501,16 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
         grads[n, 1] = g1
 
 
+def dimerization_sweep_from_replay(replay, grads):
+    """:func:`dimerization_sweep_st_fill` on cupyssa's reverse-sweep arguments, given by name
+    (``cupyssa.kernels.cpu.replay_arguments(*args)`` of a captured ``replay_batch`` call), writing
+    the per-trajectory gradients to ``grads``."""
+    dimerization_sweep_st_fill(replay["x_final"], replay["theta"][0], replay["K"], replay["tape"],
+                               replay["t_checkpoints"], replay["checkpoint_every"],
+                               replay["seed_lo"], replay["seed_hi"], replay["G"],
+                               replay["inv_temp"], grads)
+
+
 #: model name -> loop
 LOOPS = {"dimerization": dimerization, "vilar": vilar, "schlogl": schlogl}
 #: model name -> species order of ``x0`` and ``out`` (``None``: the lattice sites in order)

@@ -91,8 +91,6 @@ def test_handwritten_gradient_sweep_reproduces_cupyssa_exactly(monkeypatch):
     # what the written-out sweep assumes
     assert a["first"] == 0 and np.all(a["obs_step"][:, 0] == a["K"])
     got = np.empty_like(want)
-    hw.dimerization_sweep_st_fill(a["x_final"], a["theta"][0], a["K"], a["tape"],
-                                  a["t_checkpoints"], a["checkpoint_every"], a["seed_lo"],
-                                  a["seed_hi"], a["G"], a["inv_temp"], got)
+    hw.dimerization_sweep_from_replay(a, got)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(got, grad.per_trajectory)

@@ -7,8 +7,13 @@ Parts (``--part``):
   with the same budget;
 * ``toggle``: toggle switch (25,600 states) Px, Py marginals at t = 1, 5, 20 (Hellinger);
 * ``schlogl2``: 2-site Schlögl (7,225 states) marginals at t = 0.1, 0.5, 1 (Hellinger);
-* ``mapk``: MAPK cascade means and marginals of the monitored species at t = 100 vs SSA;
-* ``schlogl3x3``: 2-D Schlögl 3x3 single-site marginals at t = 1 vs SSA.
+* ``mapk``: MAPK cascade means and marginals of the monitored species at t = 100 vs SSA, and on
+  the way at t = 10, 25, 50 (``--full``; the quick size: t = 2, 5, 10);
+* ``schlogl3x3``: 2-D Schlögl 3x3 single-site marginals at t = 1 vs SSA, and on the way at
+  t = 0.25, 0.5 (``--full``; the quick size: t = 0.05).
+
+The SSA comparisons report the intermediate times so that a run that misses the final target
+shows when it left the reference.
 
 The exact references are the CME of the chain in the VAN's box with its reflecting rule
 (:func:`cupyssa.cme.box.box_cme`, the same state space as FSP with bounds ``caps - 1``); the
@@ -160,16 +165,17 @@ def schlogl2(args):
               step_check=args.step_check, **_start_and_integrator(args))
 
 
-def ssa_final_states(m, T, n_traj, cache_dir=None):
-    """The states at ``T`` of ``n_traj`` SSA trajectories (seed 0), ``[n_traj, S]``.
+def ssa_states(m, times, n_traj, cache_dir=None):
+    """The states at ``times`` of ``n_traj`` SSA trajectories (seed 0), ``[n_traj, len(times), S]``.
 
     With ``cache_dir`` they are kept in a ``.npz`` file named by a digest of what determines them
-    (the network's reactions and laws, ``x0``, parameters, ``T``, ``n_traj``, the seed) and of
+    (the network's reactions and laws, ``x0``, parameters, ``times``, ``n_traj``, the seed) and of
     the forward's kernel sources, so a rerun of the benchmark loads them (the 3x3 lattice's 10^5
     took 698 s on one thread) and a change of either recomputes them. The reverse sweep's source
     (``kernels/backward.py``) is left out of the digest: it does not enter ``simulate``, and
     keying on it made every gradient edit discard a 13-minute reference."""
-    key = repr((str(m.network), sorted(m.x0.items()), sorted(m.params.items()), float(T), n_traj,
+    times = [float(t) for t in times]
+    key = repr((str(m.network), sorted(m.x0.items()), sorted(m.params.items()), times, n_traj,
                 0, source_digest(exclude=("backward.py",))))
     path = None
     if cache_dir:
@@ -179,29 +185,32 @@ def ssa_final_states(m, T, n_traj, cache_dir=None):
             with np.load(path) as f:
                 if str(f["key"]) == key:
                     return f["states"]
-    states = cupyssa.simulate(m, t_eval=[0.0, T], n_trajectories=n_traj, seed=0).states[:, -1]
+    states = cupyssa.simulate(m, t_eval=[0.0, *times], n_trajectories=n_traj, seed=0).states[:, 1:]
     if path:
         np.savez(path, states=states, key=key)
     return states
 
 
-def _vs_ssa(name, m, T, species, args, **kw):
+def _vs_ssa(name, m, times, species, args, **kw):
+    """The VAN's marginals of ``species`` against SSA's at each of ``times`` (the last one is the
+    target's)."""
     n_traj = 100_000 if args.full else 10_000
-    t_eval = np.array([0.0, T])
+    t_eval = np.r_[0.0, times]
     start = time.perf_counter()
-    final = ssa_final_states(m, T, n_traj, args.ssa_cache)
+    ssa = ssa_states(m, times, n_traj, args.ssa_cache)
     print(f"\n## {name} vs SSA ({n_traj} trajectories, {time.perf_counter() - start:.1f} s"
-          f"{', cache ' + args.ssa_cache if args.ssa_cache else ''}) at t = {T}; solve({kw})")
+          f"{', cache ' + args.ssa_cache if args.ssa_cache else ''}) at t = {times}; solve({kw})")
     caps = m.metadata["caps"]
     idx = [m.network.species.index(s) for s in species]
     for s, i in zip(species, idx):
-        x = final[:, i]
-        print(f"  SSA {s}: mean {x.mean():.3f} sd {x.std():.3f} max {x.max()} (cap {caps[s]})")
+        x = ssa[:, -1, i]
+        print(f"  SSA {s} at t = {times[-1]}: mean {x.mean():.3f} sd {x.std():.3f} max {x.max()} "
+              f"(cap {caps[s]})")
 
     def report(ar, k):
         out = []
         for s, i in zip(species, idx):
-            x = final[:, i]
+            x = ssa[:, k - 1, i]
             emp = np.bincount(x, minlength=int(caps[s])) / len(x)
             p = model_marginal(ar, i)
             mean = np.arange(len(p)) @ p
@@ -213,7 +222,8 @@ def _vs_ssa(name, m, T, species, args, **kw):
 
 def mapk(args):
     m = models.mapk_cascade()
-    _vs_ssa("MAPK cascade", m, 100.0 if args.full else 10.0, m.metadata["monitored"], args,
+    times = [10.0, 25.0, 50.0, 100.0] if args.full else [2.0, 5.0, 10.0]
+    _vs_ssa("MAPK cascade", m, times, args.species or m.metadata["monitored"], args,
             method=args.method, hidden=args.hidden or 32, n_samples=args.samples or 800,
             dt=args.dt or 0.05, eps=args.eps, alpha=args.alpha, seed=args.seed,
             **_start_and_integrator(args))
@@ -221,7 +231,8 @@ def mapk(args):
 
 def schlogl3x3(args):
     m = models.schlogl_paper((3, 3))
-    _vs_ssa("2-D Schlögl 3x3", m, 1.0 if args.full else 0.05, ("X1_1", "X0_0", "X0_1"), args,
+    times = [0.25, 0.5, 1.0] if args.full else [0.05]
+    _vs_ssa("2-D Schlögl 3x3", m, times, args.species or ("X1_1", "X0_0", "X0_1"), args,
             method=args.method, hidden=args.hidden or 32, n_samples=args.samples or 800,
             dt=args.dt or 1e-3, eps=args.eps, alpha=args.alpha, seed=args.seed,
             **_start_and_integrator(args))
@@ -262,6 +273,9 @@ def main(argv=None):
     ap.add_argument("--checkpoint-every", type=int, default=10, metavar="STEPS")
     ap.add_argument("--ssa-cache", default=None, metavar="DIR",
                     help="keep the SSA references (mapk, schlogl3x3) in DIR and reuse them")
+    ap.add_argument("--species", nargs="+", default=None, metavar="NAME",
+                    help="species whose marginals the SSA comparisons report (mapk: the monitored "
+                         "KKKp KKpp Kpp; schlogl3x3: X1_1 X0_0 X0_1)")
     ap.add_argument("--rare-samples", type=int, default=1000)
     ap.add_argument("--rare-eps", type=float, default=0.5)
     ap.add_argument("--rare-courant", type=float, default=0.2)

@@ -117,6 +117,45 @@ def test_product_law_of_independent_species_is_the_law(kind):
               init_law="mean-field")
 
 
+def test_product_law_follows_the_species_that_produce_it():
+    # 0 -> A (k1), A -> B (k2) from the empty state: A and B are independent Poisson variables
+    # at every time (Jahnke & Huisinga 2007), with means m_A = (k1/k2)(1 - e^{-k2 t}) and
+    # m_B = k1 t - m_A, so the product closure is exact and only the time stepping errs. A's
+    # chain reads no other species and is solved exactly. B is a pure birth process whose rate
+    # k2 E[A](t) is held at its value at each step's midpoint (A's exact law there), so B's law
+    # is exactly Poisson with the midpoint-rule sum in place of m_B, and that rule errs by at most
+    # tau^3 max|d^2/dt^2 k2 m_A| / (24 n^2) = tau^3 k1 k2^2 / (24 n^2). A pmf moves by at most
+    # |d m_B| (d/dm Poisson(j; m) = Poisson(j - 1; m) - Poisson(j; m)), which bounds the error of
+    # B's law. Holding A at x0 instead (the earlier product law) left B a point mass at 0.
+    from cupyssa.cme.start import product_short_time_law
+
+    net = ReactionNetwork.from_string("""
+        0 -> A ; k1
+        A -> B ; k2
+    """)
+    k1, k2, tau, n = 5.0, 2.0, 1.0, 10
+    theta = net.parameter_vector(dict(k1=k1, k2=k2))
+    caps = np.array([40, 40])  # Poisson(<= 4) beyond 39: below 1e-20
+    laws = product_short_time_law(net, np.array([0, 0]), theta, caps, tau, n_sub=n)
+    m_a = k1 / k2 * (1.0 - np.exp(-k2 * tau))
+    m_b = k1 * tau - m_a
+    np.testing.assert_allclose(laws[0], poisson.pmf(np.arange(40), m_a), rtol=0, atol=1e-12)
+    bound = tau ** 3 * k1 * k2 ** 2 / (24 * n ** 2)
+    err = np.abs(laws[1] - poisson.pmf(np.arange(40), m_b)).max()
+    assert 0 < err <= bound
+    # second order: twice the steps, a quarter of the error (the bound's ratio, up to its
+    # next-order term)
+    err2 = np.abs(product_short_time_law(net, np.array([0, 0]), theta, caps, tau, n_sub=2 * n)[1]
+                  - poisson.pmf(np.arange(40), m_b)).max()
+    assert 0.2 < err2 / err < 0.3
+    # the solver sees the species in its factorization order: the laws follow the columns
+    from cupyssa.cme.van import ReorderedNetwork
+    swapped = product_short_time_law(ReorderedNetwork(net, [1, 0]), np.array([0, 0]), theta,
+                                     caps, tau, n_sub=n)
+    np.testing.assert_array_equal(swapped[0], laws[1])
+    np.testing.assert_array_equal(swapped[1], laws[0])
+
+
 def test_bad_init_time():
     model, caps = small_toggle()
     for bad in (0.0, -1.0, np.nan):

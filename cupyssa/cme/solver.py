@@ -184,8 +184,9 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         ``init_time=0.2``: 20,794 states, ~3 s per iteration on a loaded core).
     init_law : {"exact", "product"}
         The law at ``init_time``: ``"exact"`` as above, or ``"product"``, the product of
-        per-species laws in which each species moves alone with the others held at ``x0``
-        (:func:`cupyssa.cme.start.product_short_time_law`), set in the network exactly (no fit).
+        per-species laws in which each species' rates are averaged over the other species'
+        laws as they evolve (the independent-species closure of the marginals' equations,
+        :func:`cupyssa.cme.start.product_short_time_law`), set in the network exactly (no fit).
         It needs ``sum_i M_i`` states where the exact law's set grows with the events of all
         species together (the 3x3 Schlögl lattice), and misses the correlations built by
         ``init_time`` (2-site Schlögl at 0.002: joint Hellinger 0.015, marginals 2e-4).

@@ -226,7 +226,7 @@ def mapk(args):
     _vs_ssa("MAPK cascade", m, times, args.species or m.metadata["monitored"], args,
             method=args.method, hidden=args.hidden or 32, n_samples=args.samples or 800,
             dt=args.dt or 0.05, eps=args.eps, alpha=args.alpha, seed=args.seed,
-            **_start_and_integrator(args))
+            step_check=args.step_check, **_start_and_integrator(args))
 
 
 def schlogl3x3(args):
@@ -235,7 +235,7 @@ def schlogl3x3(args):
     _vs_ssa("2-D Schlögl 3x3", m, times, args.species or ("X1_1", "X0_0", "X0_1"), args,
             method=args.method, hidden=args.hidden or 32, n_samples=args.samples or 800,
             dt=args.dt or 1e-3, eps=args.eps, alpha=args.alpha, seed=args.seed,
-            **_start_and_integrator(args))
+            step_check=args.step_check, **_start_and_integrator(args))
 
 
 def main(argv=None):
@@ -249,14 +249,14 @@ def main(argv=None):
     ap.add_argument("--hidden", type=int, default=None)
     ap.add_argument("--eps", type=float, default=0.02, help="uniform share of the proposal")
     ap.add_argument("--alpha", type=float, default=0.5,
-                    help="tempering exponent of the proposal (toggle, schlogl2, schlogl3x3); 0.2 carries the "
-                         "2-site Schlögl flux into the low state, see RESULTS.md")
+                    help="tempering exponent of the proposal (toggle, schlogl2, mapk, schlogl3x3); "
+                         "0.2 carries the 2-site Schlögl flux into the low state, see RESULTS.md")
     ap.add_argument("--seed", type=int, default=0,
-                    help="seed of the solves (toggle, schlogl2, schlogl3x3)")
+                    help="seed of the solves (toggle, schlogl2, mapk, schlogl3x3)")
     ap.add_argument("--init-width", type=float, default=0.2)
     ap.add_argument("--step-check", type=float, default=None,
                     help="solve(step_check=...): redo steps whose out-of-sample error exceeds it "
-                         "(toggle, schlogl2)")
+                         "(toggle, schlogl2, mapk, schlogl3x3)")
     ap.add_argument("--integrator", default="euler", choices=("euler", "heun", "implicit"),
                     help="solve(integrator=...) of the tdvp step (toggle, schlogl2, mapk, schlogl3x3)")
     ap.add_argument("--init-time", type=float, default=None,

@@ -59,7 +59,9 @@ the remainder is the loss and Python bookkeeping. With it, the reverse sweep alo
 ways on the same recorded tapes of the ``st``/``fill`` gradient: cupyssa's generic kernel, its
 generated network-specific one (``specialize``), and the sweep written out for this one model in
 ``benchmarks/handwritten.py`` (the practical limit, as the hand-written loops are for the forward;
-it returns cupyssa's per-trajectory gradients exactly, which the run checks).
+it returns cupyssa's per-trajectory gradients exactly, which the run checks), and that sweep with
+``handwritten.SWEEP_LANES`` trajectories in lockstep SIMD lanes (the same doubles, also checked):
+what vectorizing across trajectories would buy.
 
 Start-up (``--startup``; a few minutes): ``import cupyssa``, a first ``simulate``, a first
 default ``value_and_grad`` and a first ``value_and_grad(..., specialize=True)`` of the
@@ -272,11 +274,13 @@ def _profile_once(N, seed, config):
 
 
 def sweep_alone(N, seed, min_seconds, rounds=5):
-    """The reverse sweep alone, three ways, on the same recorded tapes of the ``st``/``fill``
-    gradient (the estimator the written-out sweep implements): cupyssa's generic kernel, its
-    generated network-specific one (``specialize``) and :func:`handwritten.dimerization_sweep_st_fill`
-    (the practical limit; it must return cupyssa's gradients exactly, which is checked).
-    Returns ``{name: events/s}`` (the median of ``rounds`` rounds, each timing the three in turn:
+    """The reverse sweep alone, four ways, on the same recorded tapes of the ``st``/``fill``
+    gradient (the estimator the written-out sweeps implement): cupyssa's generic kernel, its
+    generated network-specific one (``specialize``), :func:`handwritten.dimerization_sweep_st_fill`
+    (the practical limit of a sweep per trajectory) and its lanes version
+    (:func:`handwritten.dimerization_sweep_st_fill_lanes`); both must return cupyssa's gradients
+    exactly, which is checked.
+    Returns ``{name: events/s}`` (the median of ``rounds`` rounds, each timing the four in turn:
     one timing of each after the other let the host's drift decide the ratios, 0.71-0.76 for
     generated ÷ hand-written where interleaved rounds gave 0.78-0.97, benchmarks/RESULTS.md,
     session 17) and the recorded steps."""
@@ -310,9 +314,13 @@ def sweep_alone(N, seed, min_seconds, rounds=5):
         calls[name] = (lambda fn=fn, grads=grads: fn(*{**args, "grads": grads}.values()))
     got = np.empty_like(want)
     calls["hand-written"] = lambda: handwritten.dimerization_sweep_from_replay(args, got)
+    got_lanes = np.empty_like(want)
+    calls["hand-written, lanes"] = lambda: handwritten.dimerization_sweep_from_replay(
+        args, got_lanes, lanes=True)
     for call in calls.values():
         call()  # compile, or load from the cache
     out["hand_exact"] = bool(np.array_equal(got, want))
+    out["lanes_exact"] = bool(np.array_equal(got_lanes, want))
     rates = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():
@@ -320,6 +328,12 @@ def sweep_alone(N, seed, min_seconds, rounds=5):
     out.update({name: float(np.median(r)) for name, r in rates.items()})
     out["rounds"] = rounds
     return out
+
+
+def handwritten_lanes():
+    """Trajectories per group of the hand-written lanes sweep."""
+    import handwritten
+    return handwritten.SWEEP_LANES
 
 
 def cupyssa_traced_memory(N, seed):
@@ -711,7 +725,7 @@ def main(argv=None):
         prof = profile_default(N, args.seed, args.repeats)
         sp = profile_default(N, args.seed, args.repeats, "grad score")
         prof["score_replay"], prof["score_steps"] = sp["replay"], sp["record_steps"]
-        log("reverse sweep alone: generic, generated, hand-written ...")
+        log("reverse sweep alone: generic, generated, hand-written, hand-written lanes ...")
         prof["sweeps"] = sweep_alone(N, args.seed, max(min_seconds, 0.2))
     rss = None if args.no_rss else cupyssa_traced_memory(N, args.seed)
     exact = None
@@ -724,13 +738,17 @@ def main(argv=None):
     if prof and "sweeps" in prof:
         sw = prof["sweeps"]
         rates = ", ".join(f"{name} {sw[name] / 1e6:.1f}" for name in
-                          ("generic", "generated", "hand-written") if name in sw)
+                          ("generic", "generated", "hand-written", "hand-written, lanes")
+                          if name in sw)
         text += (f"\n\nReverse sweep alone (st/fill, T = {TEMPERATURE}, the same recorded tapes of "
                  f"{sw['steps']} steps; mean per call over >= {max(min_seconds, 0.2):g} s, "
                  f"median of {sw['rounds']} rounds that time the sweeps in turn), "
                  f"Mevents/s: {rates} (the hand-written sweep for this model, "
                  "`benchmarks/handwritten.py`, returns cupyssa's per-trajectory gradients "
-                 f"{'exactly' if sw['hand_exact'] else 'NOT exactly (a bug)'})")
+                 f"{'exactly' if sw['hand_exact'] else 'NOT exactly (a bug)'}, and its "
+                 f"{handwritten_lanes()}-lane version "
+                 f"{'exactly' if sw['lanes_exact'] else 'NOT exactly (a bug)'})")
+        text += (f"; lanes ÷ hand-written {sw['hand-written, lanes'] / sw['hand-written']:.2f}")
         if "generated" in sw:
             text += (f"; generated ÷ hand-written {sw['generated'] / sw['hand-written']:.2f}, "
                      f"generic ÷ hand-written {sw['generic'] / sw['hand-written']:.2f}")

@@ -23,6 +23,9 @@ to measure what the RNG costs (see ``benchmarks/ssa_throughput.py --profile``).
 ``dimerization_sweep_st_fill`` is the gradient's counterpart: cupyssa's straight-through reverse
 sweep of the dimerization written out for that one model, the speed limit that
 ``benchmarks/gradient_throughput.py`` compares the package's sweeps with.
+``dimerization_sweep_st_fill_lanes`` is the same sweep with ``SWEEP_LANES`` trajectories in
+lockstep, one per SIMD lane: the same doubles, and the measure of what vectorizing across
+trajectories would buy the package's sweep.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from cupyssa.kernels.cpu import SWEEP_BLOCK
 from cupyssa.kernels.targets import retarget
 
 __all__ = ["LOOPS", "SPECIES", "PARAMS", "RNG_DESCRIPTION", "dimerization", "vilar", "schlogl",
-           "dimerization_philox", "dimerization_sweep_st_fill"]
+           "dimerization_philox", "dimerization_sweep_st_fill", "dimerization_sweep_st_fill_lanes"]
 
 RNG_DESCRIPTION = ("xoshiro256+ per trajectory, seeded by SplitMix64(seed + 0x9E3779B97F4A7C15 "
                    "* trajectory); u = ((r >> 11) + 1) * 2^-53 in (0, 1]")
@@ -346,6 +349,8 @@ def schlogl(n, t_eval, seed, params, x0, out, n_events):
 _philox = retarget([philox.philox4x32, philox.words_to_uniform, philox.uniform_pair,
                     philox.uniform_block], numba.njit(inline="always"))
 _uniform_pair = _philox.uniform_pair
+_philox4x32 = _philox.philox4x32
+_words_to_uniform = _philox.words_to_uniform
 _MASK32 = np.uint64(0xFFFFFFFF)
 _U32 = np.uint64(32)
 
@@ -501,14 +506,155 @@ def dimerization_sweep_st_fill(x_final, params, n_steps, tape, t_checkpoints, ch
         grads[n, 1] = g1
 
 
-def dimerization_sweep_from_replay(replay, grads):
-    """:func:`dimerization_sweep_st_fill` on cupyssa's reverse-sweep arguments, given by name
-    (``cupyssa.kernels.cpu.replay_arguments(*args)`` of a captured ``replay_batch`` call), writing
-    the per-trajectory gradients to ``grads``."""
-    dimerization_sweep_st_fill(replay["x_final"], replay["theta"][0], replay["K"], replay["tape"],
-                               replay["t_checkpoints"], replay["checkpoint_every"],
-                               replay["seed_lo"], replay["seed_hi"], replay["G"],
-                               replay["inv_temp"], grads)
+#: trajectories that :func:`dimerization_sweep_st_fill_lanes` sweeps together. The lane loops
+#: must be long enough for LLVM to vectorize them behind its run-time alias checks: in a first
+#: draft with 8 lanes the Philox rounds stayed scalar (no ``vpmuludq``) and the sweep ran
+#: 0.65-0.70x the scalar one; this version ran 1.35x with 16 lanes and 1.25x with 32
+#: (benchmarks/RESULTS.md, "Gradient throughput, session 19")
+SWEEP_LANES = 16
+
+
+@numba.njit(parallel=True)
+def dimerization_sweep_st_fill_lanes(x_final, params, n_steps, tape, t_checkpoints,
+                                     checkpoint_every, seed_lo, seed_hi, G, inv_temp, grads):
+    """:func:`dimerization_sweep_st_fill` with ``SWEEP_LANES`` trajectories swept in lockstep: at
+    sweep step ``i`` lane ``l`` holds step ``k = K_l - 1 - i`` of its trajectory, and a lane whose
+    trajectory is done (``k < 0``) computes on step 0 and discards the result. Every phase of a
+    step is a loop over the lanes (the per-lane gathers from the tape and the checkpoints; the
+    two Philox counters of each lane; the three exponentials; the event's arithmetic; ``w^q`` by
+    squaring, the same for every lane), so that the compiler turns the lanes into SIMD lanes.
+    Each lane draws its own step's numbers (no blocks of steps): the counter-based draws make a
+    step's numbers a function of its counter alone.
+
+    The arithmetic is the scalar sweep's in the same order, so ``grads [n, 2]`` is the same
+    doubles (checked by the benchmark and the tests). The padding costs the group's longest path
+    for every lane; the dimerization's paths differ by a few per cent."""
+    k1 = params[0]
+    k2 = params[1]
+    N = x_final.shape[0]
+    q = inv_temp - 1.0  # y_o / y_r = w^q
+    q_bits = int(q)
+    if q_bits != q or not 0 <= q_bits <= 64:
+        raise ValueError("the lanes sweep needs 1/T - 1 to be an integer from 0 to 64")
+    for group in prange((N + SWEEP_LANES - 1) // SWEEP_LANES):
+        L = SWEEP_LANES
+        A = np.zeros(L)
+        B = np.zeros(L)
+        xa = np.zeros(L)
+        xb = np.zeros(L)
+        g0 = np.zeros(L)
+        g1 = np.zeros(L)
+        t = np.zeros(L)
+        K = np.full(L, -1, dtype=np.int64)  # -1: a lane past the last trajectory
+        n_of = np.zeros(L, dtype=np.int64)
+        t_lo = np.zeros(L, dtype=np.uint64)
+        t_hi = np.zeros(L, dtype=np.uint64)
+        k_max = 0
+        for lane in range(L):
+            n = min(group * L + lane, N - 1)
+            n_of[lane] = n
+            t_lo[lane] = np.uint64(n) & _MASK32
+            t_hi[lane] = np.uint64(n) >> _U32
+            if group * L + lane < N:
+                A[lane] = x_final[n, 0]
+                B[lane] = x_final[n, 1]
+                xa[lane] = G[n, 0, 0]
+                xb[lane] = G[n, 0, 1]
+                K[lane] = n_steps[n]
+                k_max = max(k_max, n_steps[n])
+        step = np.zeros(L, dtype=np.uint64)
+        live = np.zeros(L)  # 1.0 while the lane's trajectory has steps left
+        second = np.zeros(L)  # 1.0 where the step's reaction is B -> 2A
+        at_check = np.zeros(L)  # 1.0 where the step is a checkpoint
+        t_check = np.zeros(L)
+        u = np.empty((3, L))  # the step's uniforms, then exponentials: E, Gumbel pair
+        for i in range(k_max):
+            for lane in range(L):  # gathers
+                k = K[lane] - 1 - i
+                kk = max(k, 0)
+                step[lane] = np.uint64(kk)
+                live[lane] = 1.0 if k >= 0 else 0.0
+                second[lane] = 1.0 if tape[n_of[lane], kk] != 0 else 0.0
+                j = kk // checkpoint_every
+                at_check[lane] = 1.0 if j * checkpoint_every == kk else 0.0
+                t_check[lane] = t_checkpoints[n_of[lane], j]
+            for lane in range(L):
+                c0, c1, _, _ = _philox4x32(step[lane] & _MASK32,
+                                                  np.uint64(philox.STREAM_FORWARD),
+                                                  t_lo[lane], t_hi[lane], seed_lo, seed_hi)
+                u[0, lane] = _words_to_uniform(c0, c1)
+            for lane in range(L):
+                c0, c1, c2, c3 = _philox4x32(step[lane] & _MASK32,
+                                                    np.uint64(philox.STREAM_GUMBEL),
+                                                    t_lo[lane], t_hi[lane], seed_lo, seed_hi)
+                u[1, lane] = _words_to_uniform(c0, c1)
+                u[2, lane] = _words_to_uniform(c2, c3)
+            for h in range(3):
+                for lane in range(L):
+                    u[h, lane] = _exponential(u[h, lane])
+            for lane in range(L):  # the event, as the scalar sweep computes it
+                r1 = second[lane]
+                r0 = 1.0 - r1
+                A[lane] += live[lane] * (2.0 * r0 - 2.0 * r1)  # the step back, x_k = x_{k+1} - nu_r
+                B[lane] += live[lane] * (r1 - r0)
+                Al = A[lane] * 1.0
+                c0 = (Al * (Al - 1.0)) * 0.5
+                a_0 = k1 * c0
+                a_1 = k2 * (B[lane] * 1.0)
+                a0 = a_0 + a_1
+                tau = u[0, lane] * (1.0 / a0)
+                t_new = t_check[lane] if at_check[lane] != 0.0 else t[lane] - tau
+                s0 = 0.0 + -2.0 * xa[lane] + 1.0 * xb[lane]
+                s1 = 0.0 + 2.0 * xa[lane] + -1.0 * xb[lane]
+                a_r = a_0 if r1 == 0.0 else a_1
+                a_o = a_1 if r1 == 0.0 else a_0
+                e_r = u[1, lane] if r1 == 0.0 else u[2, lane]
+                e_o = u[2, lane] if r1 == 0.0 else u[1, lane]
+                ae = a_o * e_r
+                inv_den = 1.0 / (ae + a0 * e_o)
+                # w^q by ratio_power's repeated squaring, its loop unrolled over the 7 bits of
+                # q <= 64 (the same multiplications of wq; the squarings past q's top bit are
+                # unused): selects on bits of q, the same in every lane, keep this one SIMD loop
+                ww = ae * inv_den
+                wq = 1.0
+                for bit in range(7):
+                    wq = wq * ww if (q_bits >> bit) & 1 else wq
+                    ww *= ww
+                y_o = wq * (ae * inv_den) if a_o > 0.0 else 0.0
+                c_o = wq * (e_r * inv_den) if a_o > 0.0 else 0.0
+                inv_a_total = 1.0 / (a_r * (1.0 + y_o))
+                y_r = a_r * inv_a_total
+                y_o *= y_r
+                c_o *= inv_temp * y_r
+                c_r = inv_temp * inv_a_total
+                y0 = y_r if r1 == 0.0 else y_o
+                y1 = y_o if r1 == 0.0 else y_r
+                cc0 = c_r if r1 == 0.0 else c_o
+                cc1 = c_o if r1 == 0.0 else c_r
+                ys = 0.0 + y0 * s0 + y1 * s1
+                ab0 = -0.0 + (s0 - ys) * cc0
+                ab1 = -0.0 + (s1 - ys) * cc1
+                on = live[lane] != 0.0
+                t[lane] = t_new if on else t[lane]
+                g0[lane] += ab0 * (c0 * 1.0) if on else 0.0
+                xa[lane] += ab0 * (k1 * 1.0 * (((Al - 1.0) + Al) / 2.0)) if on else 0.0
+                g1[lane] += ab1 * ((B[lane] * 1.0) * 1.0) if on else 0.0
+                xb[lane] += ab1 * (k2 * 1.0 * 1.0) if on else 0.0
+        for lane in range(L):
+            if group * L + lane < N:
+                grads[group * L + lane, 0] = g0[lane]
+                grads[group * L + lane, 1] = g1[lane]
+
+
+def dimerization_sweep_from_replay(replay, grads, lanes=False):
+    """:func:`dimerization_sweep_st_fill` (or, with ``lanes``, :func:`dimerization_sweep_st_fill_lanes`)
+    on cupyssa's reverse-sweep arguments, given by name (``cupyssa.kernels.cpu.replay_arguments(
+    *args)`` of a captured ``replay_batch`` call), writing the per-trajectory gradients to
+    ``grads``."""
+    sweep = dimerization_sweep_st_fill_lanes if lanes else dimerization_sweep_st_fill
+    sweep(replay["x_final"], replay["theta"][0], replay["K"], replay["tape"],
+          replay["t_checkpoints"], replay["checkpoint_every"], replay["seed_lo"],
+          replay["seed_hi"], replay["G"], replay["inv_temp"], grads)
 
 
 #: model name -> loop

@@ -60,9 +60,10 @@ def test_handwritten_dimerization_matches_cupyssa():
 
 def test_handwritten_gradient_sweep_reproduces_cupyssa_exactly(monkeypatch):
     """The written-out straight-through sweep of the dimerization (the gradient benchmark's speed
-    limit) gets the arguments cupyssa's reverse sweep gets and returns the same per-trajectory
-    gradients, the same doubles (forward-fill observation at the end of the path, T = 1/10; a zero
-    may differ in sign, which ``assert_array_equal`` ignores)."""
+    limit), one trajectory at a time and in SIMD lanes, gets the arguments cupyssa's reverse sweep
+    gets and returns the same per-trajectory gradients, the same doubles (forward-fill
+    observation at the end of the path, T = 1/10; a zero may differ in sign, which
+    ``assert_array_equal`` ignores)."""
     import cupyssa.gradients as gradients
     from cupyssa.kernels.cpu import replay_arguments
 
@@ -94,3 +95,12 @@ def test_handwritten_gradient_sweep_reproduces_cupyssa_exactly(monkeypatch):
     hw.dimerization_sweep_from_replay(a, got)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(got, grad.per_trajectory)
+    # the lanes sweep, on all 64 trajectories and on the first 37, whose last group of lanes is
+    # partly empty (hw.SWEEP_LANES = 16)
+    lanes = np.empty_like(want)
+    hw.dimerization_sweep_from_replay(a, lanes, lanes=True)
+    np.testing.assert_array_equal(lanes, want)
+    first = {**a, **{name: a[name][:37] for name in ("x_final", "K", "tape", "t_checkpoints", "G")}}
+    lanes = np.empty_like(want[:37])
+    hw.dimerization_sweep_from_replay(first, lanes, lanes=True)
+    np.testing.assert_array_equal(lanes, want[:37])

@@ -206,7 +206,7 @@ def product_short_time_law(network, x0, theta, caps, tau: float,
                 x[:, j] = g.reshape(-1)
                 weight *= laws[j][x[:, j]] * in_box(j, k)[x[:, j]]
             a = network.propensities(x, theta)[:, k] * weight * in_box(i, k)[x[:, i]]
-            abar = a.reshape(grid[0].shape).reshape(int(caps[i]), -1).sum(axis=1)
+            abar = a.reshape(int(caps[i]), -1).sum(axis=1)  # the grid's first axis is m
             # species changed but not read: their box indicators average to a constant
             for j in np.flatnonzero(nu[k]):
                 if j != i and j not in others:

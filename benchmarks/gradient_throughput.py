@@ -283,7 +283,8 @@ def sweep_alone(N, seed, min_seconds, rounds=5):
     Returns ``{name: events/s}`` (the median of ``rounds`` rounds, each timing the four in turn:
     one timing of each after the other let the host's drift decide the ratios, 0.71-0.76 for
     generated ÷ hand-written where interleaved rounds gave 0.78-0.97, benchmarks/RESULTS.md,
-    session 17) and the recorded steps."""
+    session 17), the recorded steps, whether the two written-out sweeps were exact, and the lanes
+    sweep's lane count."""
     import handwritten
     from cupyssa.backends.cpu import kernels_for
     from cupyssa.kernels.cpu import replay_arguments
@@ -321,6 +322,7 @@ def sweep_alone(N, seed, min_seconds, rounds=5):
         call()  # compile, or load from the cache
     out["hand_exact"] = bool(np.array_equal(got, want))
     out["lanes_exact"] = bool(np.array_equal(got_lanes, want))
+    out["lanes"] = handwritten.SWEEP_LANES
     rates = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():
@@ -328,12 +330,6 @@ def sweep_alone(N, seed, min_seconds, rounds=5):
     out.update({name: float(np.median(r)) for name, r in rates.items()})
     out["rounds"] = rounds
     return out
-
-
-def handwritten_lanes():
-    """Trajectories per group of the hand-written lanes sweep."""
-    import handwritten
-    return handwritten.SWEEP_LANES
 
 
 def cupyssa_traced_memory(N, seed):
@@ -746,7 +742,7 @@ def main(argv=None):
                  f"Mevents/s: {rates} (the hand-written sweep for this model, "
                  "`benchmarks/handwritten.py`, returns cupyssa's per-trajectory gradients "
                  f"{'exactly' if sw['hand_exact'] else 'NOT exactly (a bug)'}, and its "
-                 f"{handwritten_lanes()}-lane version "
+                 f"{sw['lanes']}-lane version "
                  f"{'exactly' if sw['lanes_exact'] else 'NOT exactly (a bug)'})")
         text += (f"; lanes ÷ hand-written {sw['hand-written, lanes'] / sw['hand-written']:.2f}")
         if "generated" in sw:

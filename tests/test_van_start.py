@@ -10,7 +10,7 @@ from cupyssa import ReactionNetwork
 from cupyssa.cme import box_cme, fsp, solve
 from cupyssa.cme.fsp import _lookup
 from cupyssa.cme.start import short_time_law
-from cupyssa.cme.van import VANError
+from cupyssa.cme.van import ReorderedNetwork, VANError
 
 from test_van_solve import hellinger, small_toggle
 
@@ -149,7 +149,6 @@ def test_product_law_follows_the_species_that_produce_it():
                   - poisson.pmf(np.arange(40), m_b)).max()
     assert 0.2 < err2 / err < 0.3
     # the solver sees the species in its factorization order: the laws follow the columns
-    from cupyssa.cme.van import ReorderedNetwork
     swapped = product_short_time_law(ReorderedNetwork(net, [1, 0]), np.array([0, 0]), theta,
                                      caps, tau, n_sub=n)
     np.testing.assert_array_equal(swapped[0], laws[1])

@@ -123,9 +123,9 @@ def _reads(network) -> list[np.ndarray]:
     :class:`~cupyssa.cme.van.ReorderedNetwork`."""
     inner = getattr(network, "network", network)
     reactions = getattr(inner, "reactions", None)
-    n_species = np.asarray(network.stoichiometry).shape[1]
+    n_reactions, n_species = np.asarray(network.stoichiometry).shape
     if reactions is None:
-        return [np.arange(n_species)] * np.asarray(network.stoichiometry).shape[0]
+        return [np.arange(n_species)] * n_reactions
     position = np.argsort(network.columns) if inner is not network else np.arange(n_species)
     return [np.sort(position[list(r.law.reads())]) for r in reactions]
 

@@ -55,13 +55,14 @@ Memory per step:
 Profile of the default gradient (skipped by ``--no-profile``): ``value_and_grad`` is run once
 more with timing wrappers around ``cupyssa.gradients._forward`` (first call: the 64-trajectory
 pilot; then the recording forward) and the CPU kernels' ``replay_batch`` (the reverse sweep);
-the remainder is the loss and Python bookkeeping. With it, the reverse sweep alone is timed three
+the remainder is the loss and Python bookkeeping. With it, the reverse sweep alone is timed five
 ways on the same recorded tapes of the ``st``/``fill`` gradient: cupyssa's generic kernel, its
-generated network-specific one (``specialize``), and the sweep written out for this one model in
+generated network-specific one (``specialize``) one trajectory at a time and with trajectories in
+SIMD lanes (:mod:`cupyssa.lanes`, what ``value_and_grad`` runs; it must return the generic
+kernel's gradients exactly, which the run checks), the sweep written out for this one model in
 ``benchmarks/handwritten.py`` (the practical limit, as the hand-written loops are for the forward;
-it returns cupyssa's per-trajectory gradients exactly, which the run checks), and that sweep with
-``handwritten.SWEEP_LANES`` trajectories in lockstep SIMD lanes (the same doubles, also checked):
-what vectorizing across trajectories would buy.
+it returns cupyssa's per-trajectory gradients exactly, also checked), and that sweep with
+``handwritten.SWEEP_LANES`` trajectories in lockstep SIMD lanes (the same doubles, also checked).
 
 Start-up (``--startup``; a few minutes): ``import cupyssa``, a first ``simulate``, a first
 default ``value_and_grad`` and a first ``value_and_grad(..., specialize=True)`` of the
@@ -274,20 +275,21 @@ def _profile_once(N, seed, config):
 
 
 def sweep_alone(N, seed, min_seconds, rounds=5):
-    """The reverse sweep alone, four ways, on the same recorded tapes of the ``st``/``fill``
+    """The reverse sweep alone, five ways, on the same recorded tapes of the ``st``/``fill``
     gradient (the estimator the written-out sweeps implement): cupyssa's generic kernel, its
-    generated network-specific one (``specialize``), :func:`handwritten.dimerization_sweep_st_fill`
-    (the practical limit of a sweep per trajectory) and its lanes version
-    (:func:`handwritten.dimerization_sweep_st_fill_lanes`); both must return cupyssa's gradients
-    exactly, which is checked.
-    Returns ``{name: events/s}`` (the median of ``rounds`` rounds, each timing the four in turn:
+    generated network-specific one (``specialize``) one trajectory at a time and in SIMD lanes
+    (:mod:`cupyssa.lanes`), :func:`handwritten.dimerization_sweep_st_fill` (the practical limit of
+    a sweep per trajectory) and its lanes version
+    (:func:`handwritten.dimerization_sweep_st_fill_lanes`); the generated lanes sweep and the two
+    written-out ones must return the generic kernel's gradients exactly, which is checked.
+    Returns ``{name: events/s}`` (the median of ``rounds`` rounds, each timing the five in turn:
     one timing of each after the other let the host's drift decide the ratios, 0.71-0.76 for
     generated ÷ hand-written where interleaved rounds gave 0.78-0.97, benchmarks/RESULTS.md,
-    session 17), the recorded steps, whether the two written-out sweeps were exact, and the lanes
+    session 17), the recorded steps, whether the three were exact, and the written-out lanes
     sweep's lane count."""
     import handwritten
     from cupyssa.backends.cpu import kernels_for
-    from cupyssa.kernels.cpu import replay_arguments
+    from cupyssa.kernels.cpu import replay_arguments, split_replay_args
 
     m = model()
     captured = []
@@ -307,11 +309,18 @@ def sweep_alone(N, seed, min_seconds, rounds=5):
     want = args["grads"]
     steps = int(args["K"].sum())
     out = {"steps": steps}
-    kernels = [("generic", orig)] + ([("generated", kernels_for(m.network, True).replay_batch)]
-                                     if _has_specialize() else [])
+    kernels = [("generic", orig)]
+    if _has_specialize():
+        family = kernels_for(m.network, True)
+        # sweep(mode, estimator) without the temperature: the sweep one trajectory at a time
+        per_trajectory = family.sweep(args["mode"], args["estimator"])
+        kernels.append(("generated", lambda *a: per_trajectory(*split_replay_args(a)[2])))
+        if hasattr(family, "sweep_of"):
+            kernels.append(("generated, lanes", family.replay_batch))
     calls = {}
+    outputs = {}
     for name, fn in kernels:
-        grads = np.empty_like(want)
+        grads = outputs[name] = np.empty_like(want)
         calls[name] = (lambda fn=fn, grads=grads: fn(*{**args, "grads": grads}.values()))
     got = np.empty_like(want)
     calls["hand-written"] = lambda: handwritten.dimerization_sweep_from_replay(args, got)
@@ -322,6 +331,8 @@ def sweep_alone(N, seed, min_seconds, rounds=5):
         call()  # compile, or load from the cache
     out["hand_exact"] = bool(np.array_equal(got, want))
     out["lanes_exact"] = bool(np.array_equal(got_lanes, want))
+    if "generated, lanes" in outputs:
+        out["generated_lanes_exact"] = bool(np.array_equal(outputs["generated, lanes"], want))
     out["lanes"] = handwritten.SWEEP_LANES
     rates = {name: [] for name in calls}
     for _ in range(rounds):
@@ -721,7 +732,8 @@ def main(argv=None):
         prof = profile_default(N, args.seed, args.repeats)
         sp = profile_default(N, args.seed, args.repeats, "grad score")
         prof["score_replay"], prof["score_steps"] = sp["replay"], sp["record_steps"]
-        log("reverse sweep alone: generic, generated, hand-written, hand-written lanes ...")
+        log("reverse sweep alone: generic, generated, generated lanes, hand-written, "
+            "hand-written lanes ...")
         prof["sweeps"] = sweep_alone(N, args.seed, max(min_seconds, 0.2))
     rss = None if args.no_rss else cupyssa_traced_memory(N, args.seed)
     exact = None
@@ -734,7 +746,8 @@ def main(argv=None):
     if prof and "sweeps" in prof:
         sw = prof["sweeps"]
         rates = ", ".join(f"{name} {sw[name] / 1e6:.1f}" for name in
-                          ("generic", "generated", "hand-written", "hand-written, lanes")
+                          ("generic", "generated", "generated, lanes", "hand-written",
+                           "hand-written, lanes")
                           if name in sw)
         text += (f"\n\nReverse sweep alone (st/fill, T = {TEMPERATURE}, the same recorded tapes of "
                  f"{sw['steps']} steps; mean per call over >= {max(min_seconds, 0.2):g} s, "
@@ -748,6 +761,12 @@ def main(argv=None):
         if "generated" in sw:
             text += (f"; generated ÷ hand-written {sw['generated'] / sw['hand-written']:.2f}, "
                      f"generic ÷ hand-written {sw['generic'] / sw['hand-written']:.2f}")
+        if "generated, lanes" in sw:
+            text += (f"; generated lanes ÷ generated {sw['generated, lanes'] / sw['generated']:.2f}, "
+                     "÷ hand-written lanes "
+                     f"{sw['generated, lanes'] / sw['hand-written, lanes']:.2f} (the generated lanes "
+                     "sweep returns the generic kernel's gradients "
+                     f"{'exactly' if sw['generated_lanes_exact'] else 'NOT exactly (a bug)'})")
         text += "."
     if args.startup:
         log("start-up (cold compile, then warm cache) ...")

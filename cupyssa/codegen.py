@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import os
 import pathlib
+import sys
 
 __all__ = ["generated_dir", "load_function", "is_on_disk"]
 
@@ -59,6 +60,9 @@ def _import(stem: str, text: str):
             os.replace(tmp, path)
         spec = importlib.util.spec_from_file_location(f"cupyssa_generated_{stem}", path)
         module = importlib.util.module_from_spec(spec)
+        # registered by name: a cached parallel kernel's environment is rebuilt from its module,
+        # which Numba imports by name when it loads the kernel (else "<dynamic>", not importable)
+        sys.modules[spec.name] = module
         spec.loader.exec_module(module)
         return vars(module)
     except OSError:

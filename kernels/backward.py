@@ -73,6 +73,15 @@ def ratio_power(w, q):
     return r
 
 
+def squaring_exponent(inv_temp):
+    """Whether ``q = 1/T - 1`` (``inv_temp = 1/T``) is an exponent that :func:`ratio_power` takes
+    by repeated squaring, an integer from 0 to 64 (``T = 1, 1/2, ..., 1/65``; the default
+    ``T = 0.1``). Plain Python: the lanes sweep (:mod:`cupyssa.lanes`) unrolls those
+    multiplications and serves only these temperatures."""
+    q = inv_temp - 1.0
+    return q == int(q) and 0 <= q <= 64
+
+
 #: ln 2 split so that ``e * LN2_HI`` is exact for the integers ``e <= 64`` (fdlibm's constants)
 LN2_HI = 6.93147180369123816490e-01
 LN2_LO = 1.90821492927058770002e-10
@@ -192,6 +201,17 @@ def add_kernel_terms(t_lo, t_hi, r_lo, t_eval, G, width, xbar, m_hi, tab):
                 xbar[i] += G[m, i] * mass
         m -= 1
     return tb
+
+
+def add_fill_terms(m, k, obs_step, G, xbar):
+    """The adjoints of the forward-fill observations ``Y_m = x_k`` that read level ``k``, the
+    observations ``m, m - 1, ...`` with ``obs_step[m] = k`` (walking down the grid):
+    ``xbar += G_m``. Returns the next observation below them."""
+    while m >= 0 and obs_step[m] == k:
+        for i in range(xbar.shape[0]):
+            xbar[i] += G[m, i]
+        m -= 1
+    return m
 
 
 def unfire(r, x, theta, a, tab):
@@ -343,10 +363,7 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
         tbar += add_kernel_terms(t, math.inf, tape[K - 1] if K > 0 else -1, t_eval, G, width,
                                  xbar, m_hi, tab)
     elif st:
-        while m >= 0 and obs_step[m] == K:
-            for i in range(xbar.shape[0]):
-                xbar[i] += G[m, i]
-            m -= 1
+        m = add_fill_terms(m, K, obs_step, G, xbar)
 
     # ---- events K-1 .. 0 --------------------------------------------------------------------
     for k in range(K - 1, -1, -1):
@@ -375,10 +392,7 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
             for mm in range(m_top, m, -1):
                 tbar = linear_obs_terms(mm, r, obs_frac[mm], tau, G, xbar, tbar, False, tab)
         elif st and mode == FILL:
-            while m >= 0 and obs_step[m] == k:
-                for i in range(xbar.shape[0]):
-                    xbar[i] += G[m, i]
-                m -= 1
+            m = add_fill_terms(m, k, obs_step, G, xbar)
         elif st and mode == KERNEL:
             while m_hi > 0 and t_eval[m_hi - 1] - width >= t_next:
                 m_hi -= 1

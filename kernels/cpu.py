@@ -12,7 +12,8 @@ import numpy as np
 
 from . import backward, philox, propensity, trajectory
 from .targets import retarget
-from .backward import FILL, STRAIGHT_THROUGH, replay_trajectory, sweep_variant
+from .backward import (FILL, LINEAR, STRAIGHT_THROUGH, replay_trajectory, squaring_exponent,
+                       sweep_variant)
 from .trajectory import simulate_trajectory
 
 #: the shared device-level source, callees first
@@ -28,7 +29,7 @@ DEVICE_FUNCTIONS = [
     propensity.falling_ratio, propensity.falling_ratio_derivative, propensity.expression_adjoint,
     propensity.propensity_adjoint, backward.ratio_power, backward.conditional_softmax,
     backward.unfire, backward.stoich_adjoint, backward.rates_adjoint,
-    backward.add_kernel_terms, backward.step_adjoint,
+    backward.add_kernel_terms, backward.add_fill_terms, backward.step_adjoint,
     backward.exponential, backward.load_draws, backward.linear_obs_terms, backward.replay_trajectory,
 ]
 
@@ -41,6 +42,13 @@ RNG_BLOCK = 8
 #: pay for their set-up (the dimerization's sweep 1.08-1.14x faster with 32 than with 8: benchmarks/
 #: RESULTS.md, "Gradient throughput, session 16"; the same numbers whatever the size)
 SWEEP_BLOCK = 32
+
+#: trajectories that a network's generated lanes sweep (:mod:`cupyssa.lanes`) walks in lockstep.
+#: The lane loops must be long enough for LLVM to vectorize them behind its run-time alias checks
+#: (a hand-written draft of 8 lanes left the Philox rounds scalar and ran 0.65-0.70x the scalar
+#: sweep; 16 lanes ran 1.35x, 32 lanes 1.25x: benchmarks/RESULTS.md, "Gradient throughput,
+#: session 19"); the same numbers whatever the count
+SWEEP_LANES = 16
 
 #: helpers whose arguments are all scalars (a call costs no reference counting) and that are off
 #: the hot path of ``simulate`` (the general mass-action adjoint; the smoothing window, once or
@@ -162,14 +170,17 @@ def build(cache=True, replace=None):
     see :mod:`cupyssa.codegen`) compiled in place of the defaults of those names.
 
     Returns a namespace with ``simulate_batch``, ``sweep``, ``replay_batch``, ``propensity``...
-    ``sweep(mode, estimator)`` is the reverse sweep compiled with that observation mode and
-    estimator as constants (at the first request; :func:`~cupyssa.kernels.backward.sweep_variant`
+    ``sweep(mode, estimator, inv_temp=None)`` is the reverse sweep compiled with that observation
+    mode and estimator as constants (at the first request; :func:`~cupyssa.kernels.backward.sweep_variant`
     says which pairs share one): as run-time arguments, their branches cost the dimerization's
     score sweep 30 % or more, and its straight-through sweep 10-15 % before the exponentials were
     taken in blocks, within the noise after (benchmarks/RESULTS.md, "Gradient throughput, session
     14"; there, too, the first ``value_and_grad``, which compiles one of them, from an empty cache:
-    67.7 s, against 96.0 s for the sweep with run-time branches). ``replay_batch(*args)`` runs the
-    sweep the arguments ask for (:func:`split_replay_args`). With
+    67.7 s, against 96.0 s for the sweep with run-time branches). A network's generated lanes
+    sweep (``replace["sweep_lanes"]``, :mod:`cupyssa.lanes`) takes the place of the shared one for
+    the straight-through estimator with fill or kernel observations when the temperature
+    ``1 / inv_temp`` is one it serves (``squaring_exponent``). ``replay_batch(*args)`` runs the
+    sweep the arguments ask for (``sweep_of(args)`` returns it, with the arguments it takes). With
     ``cache``, the build is tagged with a digest of the qualified names of the ``replace``
     functions (which carry a hash of their generated source), so each network's family has its
     own cache entries; they must then be defined in files (Numba caches nothing else).
@@ -190,21 +201,33 @@ def build(cache=True, replace=None):
     batch = numba.njit(parallel=True, **options)
     device.simulate_batch = retarget([simulate_batch], batch, device_functions, tag).simulate_batch
     sweeps = {}
+    lanes_sweep = (replace or {}).get("sweep_lanes")
 
-    def sweep(mode, estimator):
+    def sweep(mode, estimator, inv_temp=None):
         variant = sweep_variant(mode, estimator)
-        if variant not in sweeps:
-            constants = {"SWEEP_MODE": variant[0], "SWEEP_ESTIMATOR": variant[1]}
+        lanes = (lanes_sweep is not None and variant[1] == STRAIGHT_THROUGH and variant[0] != LINEAR
+                 and inv_temp is not None and squaring_exponent(inv_temp))
+        if variant + (lanes,) not in sweeps:
+            constants = {"SWEEP_MODE": variant[0], "SWEEP_ESTIMATOR": variant[1],
+                         "SWEEP_LANES": SWEEP_LANES}
+            fn = lanes_sweep if lanes else sweep_batch
             # the tag names the pair: Numba's cache key does not include the global constants
-            sweeps[variant] = retarget([sweep_batch], batch, {**device_functions, **constants},
-                                       f"{tag}_sweep{variant[0]}{variant[1]}").sweep_batch
-        return sweeps[variant]
+            compiled = retarget([fn], batch, {**device_functions, **constants},
+                                f"{tag}_sweep{variant[0]}{variant[1]}")
+            sweeps[variant + (lanes,)] = getattr(compiled, fn.__name__)
+        return sweeps[variant + (lanes,)]
+
+    def sweep_of(args):
+        """``(the compiled sweep that replay_batch(*args) runs, its arguments)``."""
+        mode, estimator, sweep_args = split_replay_args(args)
+        return sweep(mode, estimator, replay_arguments(*args)["inv_temp"]), sweep_args
 
     def replay_batch(*args):
-        mode, estimator, sweep_args = split_replay_args(args)
-        sweep(mode, estimator)(*sweep_args)
+        compiled, sweep_args = sweep_of(args)
+        compiled(*sweep_args)
 
     device.sweep = sweep
+    device.sweep_of = sweep_of
     device.replay_batch = replay_batch
     return device
 

@@ -11,13 +11,16 @@ from ..kernels.philox import split_seed
 def _family_parts(network, specialize, load=True):
     """What the family for ``network`` is built from: ``(generated, cacheable, key)``, the
     network's generated kernel functions by the name they replace (expression laws, event
-    triggers, and the specialized ``fire`` and reverse-sweep functions, each None if ``load`` is
-    false and it is not loaded yet)."""
+    triggers, and the specialized ``fire`` and reverse-sweep functions with, where the network
+    qualifies, the lanes sweep of :mod:`cupyssa.lanes`; each None if ``load`` is false and it is
+    not loaded yet)."""
     generated = dict(network.kernel_functions())
     if specialize:
+        from ..lanes import lanes_functions
         from ..specialize import specialized_functions
 
         generated.update(specialized_functions(network, load))
+        generated.update(lanes_functions(network, load))
     cacheable = all(fn is not None and is_on_disk(fn) for fn in generated.values())
     # generated functions are memoized by their source, so networks with the same generated code
     # share one compiled family
@@ -56,8 +59,7 @@ def _batch_kernel(family, kernel, args):
     and the Numba types of the arguments it receives (``replay_batch`` runs the sweep of its
     arguments' observation mode and estimator, which the compiled sweep holds as constants)."""
     if kernel == "replay_batch":
-        mode, estimator, args = cpu.split_replay_args(args)
-        dispatcher = family.sweep(mode, estimator)
+        dispatcher, args = family.sweep_of(args)
     else:
         dispatcher = getattr(family, kernel)
     return dispatcher, tuple(numba.typeof(a) for a in args)

@@ -578,11 +578,10 @@ def dimerization_sweep_st_fill_lanes(x_final, params, n_steps, tape, t_checkpoin
                 j = kk // checkpoint_every
                 at_check[lane] = 1.0 if j * checkpoint_every == kk else 0.0
                 t_check[lane] = t_checkpoints[n_of[lane], j]
-            for lane in range(L):
+            for lane in range(L):  # both streams in one loop: their first rounds are common
                 c0, c1, _, _ = _philox4x32(step[lane] & _MASK32, np.uint64(philox.STREAM_FORWARD),
                                            t_lo[lane], t_hi[lane], seed_lo, seed_hi)
                 u[0, lane] = _words_to_uniform(c0, c1)
-            for lane in range(L):
                 c0, c1, c2, c3 = _philox4x32(step[lane] & _MASK32, np.uint64(philox.STREAM_GUMBEL),
                                              t_lo[lane], t_hi[lane], seed_lo, seed_hi)
                 u[1, lane] = _words_to_uniform(c0, c1)

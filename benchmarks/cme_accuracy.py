@@ -214,8 +214,9 @@ def _vs_ssa(name, m, times, species, args, **kw):
             emp = np.bincount(x, minlength=int(caps[s])) / len(x)
             p = model_marginal(ar, i)
             mean = np.arange(len(p)) @ p
-            out.append(f"{s}: mean SSA {x.mean():.3f} VAN {mean:.3f} (rel "
-                       f"{abs(mean / x.mean() - 1):.3f}), Hellinger {hellinger(p, emp):.4f}")
+            rel = f"{abs(mean / x.mean() - 1):.3f}" if x.mean() > 0 else "-"  # SSA mean 0: none
+            out.append(f"{s}: mean SSA {x.mean():.3f} VAN {mean:.3f} (rel {rel}), "
+                       f"Hellinger {hellinger(p, emp):.4f}")
         return "; ".join(out)
     return run_reported(m, t_eval, report, args.budget, **kw)
 

@@ -76,8 +76,8 @@ def lanes_sweep_source(network) -> str | None:
     slots = sorted({int(k) for k in pair[:, 0]})
     n_streams = (M + 1) // 2  # Gumbel streams: reaction j's exponential is element j % 2 of j // 2
 
-    def per_lane(names, dtype="np.float64", fill="np.zeros"):
-        return [f"{name} = {fill}(L, dtype={dtype})" for name in names]
+    def per_lane(names, dtype="np.float64"):
+        return [f"{name} = np.zeros(L, dtype={dtype})" for name in names]
 
     X = [f"x{s}" for s in range(S)]
     XB = [f"xb{s}" for s in range(S)]
@@ -94,6 +94,8 @@ def lanes_sweep_source(network) -> str | None:
            "    N = x_final.shape[0]",
            "    T = t_eval.shape[0]",
            "    n_check = t_checkpoints.shape[1]",
+           "    if n_check == 0:  # no checkpoints: every lane reads a dummy one, never used",
+           "        t_checkpoints = np.zeros((N, 1))",
            "    q = int(inv_temp - 1.0)  # the caller checked: an integer from 0 to 64",
            "    for group in prange((N + SWEEP_LANES - 1) // SWEEP_LANES):",
            "        L = SWEEP_LANES"]

@@ -327,10 +327,14 @@ def test_default_straight_through_within_five_percent(case):
         (grad.vector, exact, grad.stderr_vector)
 
 
-def test_gradient_is_reproducible_across_threads_and_memory_budget():
+@pytest.mark.parametrize("specialize", [None, True])
+def test_gradient_is_reproducible_across_threads_and_memory_budget(specialize):
+    """The same gradient with 1 thread and with the default, and with the ensemble in chunks;
+    ``specialize=True`` runs the lanes sweep (``cupyssa.lanes``), whose groups of trajectories
+    the chunks cut differently."""
     model = cs.models.dimerization(k1=0.01, k2=0.1, A0=100)
     loss = mean_loss(model.network, 3, "B")
-    kw = dict(t_eval=[0.1, 0.3, 0.5], n_trajectories=500, seed=5)
+    kw = dict(t_eval=[0.1, 0.3, 0.5], n_trajectories=500, seed=5, specialize=specialize)
     _, ref = cs.value_and_grad(loss, model, **kw)
     threads = numba.get_num_threads()
     try:

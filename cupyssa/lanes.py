@@ -7,8 +7,8 @@ to do. This sweep walks ``SWEEP_LANES`` trajectories in lockstep instead: at swe
 lane ``l`` holds step ``k = K_l - 1 - i`` of its trajectory, every phase of a step is a loop over
 the lanes, and the compiler turns those loops into SIMD instructions (AVX2/AVX-512 lanes of
 doubles; Philox's 32 x 32 -> 64-bit products are ``vpmuludq`` lanes). A lane whose trajectory is
-done computes on its step 0 and discards the result, so a group costs its longest path; paths of
-one ensemble usually differ by a few per cent.
+done computes on its step 0 and discards the result, so a group costs its longest path: the
+batch is cut into groups in the order of its path lengths.
 
 Each lane's arithmetic is the scalar sweep's, in the same order, so the gradients are the same
 doubles (tested against the table-driven sweep):
@@ -32,7 +32,7 @@ Networks qualify when every law is mass action in at most two species of order <
 ``NetworkTables.pair_law``) and ``M <= LANES_MAX_REACTIONS``; the sweep serves the
 straight-through estimator with fill and kernel observations when ``1/T - 1`` is an integer from
 0 to 64 (``T = 1, 1/2, ..., 1/65``; the default ``T = 0.1``). Everything else runs the scalar
-sweep. On the dimerization the lanes sweep ran 1.40-1.46x the generated sweep one trajectory
+sweep. On the dimerization the lanes sweep ran 1.40-1.51x the generated sweep one trajectory
 at a time, as fast as the same sweep written out by hand for that model (benchmarks/RESULTS.md,
 "Gradient throughput, session 20").
 """
@@ -97,6 +97,9 @@ def lanes_sweep_source(network) -> str | None:
            "    if n_check == 0:  # no checkpoints: every lane reads a dummy one, never used",
            "        t_checkpoints = np.zeros((N, 1))",
            "    q = int(inv_temp - 1.0)  # the caller checked: an integer from 0 to 64",
+           "    # groups of similar path lengths: a group costs its longest path (stable: the same",
+           "    # groups for the same batch)",
+           "    order = np.argsort(K, kind=\"mergesort\")",
            "    for group in prange((N + SWEEP_LANES - 1) // SWEEP_LANES):",
            "        L = SWEEP_LANES"]
     body = per_lane(X + XB + GB + TH + ["t", "t_next", "tbar", "live", "at_check", "t_check",
@@ -109,7 +112,7 @@ def lanes_sweep_source(network) -> str | None:
              "xs = np.zeros(%d)  # one lane's xbar, for the shared observation helpers" % S,
              "k_max = 0",
              "for lane in range(L):",
-             "    n = min(group * L + lane, N - 1)  # lanes past the batch repeat its last path",
+             "    n = order[min(group * L + lane, N - 1)]  # lanes past the batch repeat a path",
              "    n_of[lane] = n",
              "    traj = np.uint64(first + n)",
              "    traj_lo[lane] = traj & np.uint64(0xFFFFFFFF)",

@@ -142,7 +142,7 @@ def lanes_sweep_source(network) -> str | None:
         m = add_fill_terms(T - 1, Kn, obs_step[n], G[n], xs)
         m_obs[lane] = m
         k_obs[lane] = obs_step[n, m] if m >= 0 else -1
-    ic = min((Kn - 1) // checkpoint_every, n_check - 1) if Kn > 0 and n_check > 0 else -1
+    ic = last_checkpoint(Kn, checkpoint_every, n_check)
     i_check[lane] = ic
     k_check[lane] = ic * checkpoint_every if ic >= 0 else -1""", 0)
     body += [f"    xb{s}[lane] = xs[{s}]" for s in range(S)]
@@ -267,9 +267,7 @@ total += y_{j}""", 0)
             continue
         n = n_of[lane]
         if SWEEP_MODE == KERNEL:
-            mh = m_hi[lane]
-            while mh > 0 and t_eval[mh - 1] - width >= t_next[lane]:
-                mh -= 1
+            mh = close_windows(m_hi[lane], t_next[lane], t_eval, width)
             m_hi[lane] = mh
             drop[lane] = t_eval[mh - 1] - width if mh > 0 else -math.inf
             reach[lane] = t_eval[mh - 1] + width if mh > 0 else -math.inf

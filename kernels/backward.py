@@ -203,6 +203,22 @@ def add_kernel_terms(t_lo, t_hi, r_lo, t_eval, G, width, xbar, m_hi, tab):
     return tb
 
 
+def last_checkpoint(K, checkpoint_every, n_check):
+    """The index of the last time checkpoint of a path of ``K`` steps, the one at step
+    ``i C <= K - 1`` (``C = checkpoint_every``, ``n_check`` of them recorded), or -1 if none: where
+    the reverse sweep's walk down the checkpoints starts."""
+    return min((K - 1) // checkpoint_every, n_check - 1) if K > 0 and n_check > 0 else -1
+
+
+def close_windows(m_hi, t_hi, t_eval, width):
+    """The kernel windows ``m < m_hi`` that start before ``t_hi`` (``t_m - w < t_hi``), walking
+    down from ``m_hi``: the windows an interval ending at ``t_hi`` can fall in. Returns the new
+    ``m_hi``."""
+    while m_hi > 0 and t_eval[m_hi - 1] - width >= t_hi:
+        m_hi -= 1
+    return m_hi
+
+
 def add_fill_terms(m, k, obs_step, G, xbar):
     """The adjoints of the forward-fill observations ``Y_m = x_k`` that read level ``k``, the
     observations ``m, m - 1, ...`` with ``obs_step[m] = k`` (walking down the grid):
@@ -331,7 +347,7 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
     k_lo = K + 1  # first step whose draws the blocks hold (none yet)
     # the next checkpoint walking down, index i_check at step k_check = i_check C (negative: none
     # left), stepped down at each one instead of testing k % C, an integer division per event
-    i_check = min((K - 1) // checkpoint_every, n_check - 1) if K > 0 and n_check > 0 else -1
+    i_check = last_checkpoint(K, checkpoint_every, n_check)
     k_check = i_check * checkpoint_every if i_check >= 0 else -1
 
     # ---- the last interval, [t_K, t_{K+1}) --------------------------------------------------
@@ -394,8 +410,7 @@ def replay_trajectory(trajectory, x, theta, t_final, K, tape, t_checkpoints, che
         elif st and mode == FILL:
             m = add_fill_terms(m, k, obs_step, G, xbar)
         elif st and mode == KERNEL:
-            while m_hi > 0 and t_eval[m_hi - 1] - width >= t_next:
-                m_hi -= 1
+            m_hi = close_windows(m_hi, t_next, t_eval, width)
             tbar += add_kernel_terms(t, t_next, tape[k - 1] if k > 0 else -1, t_eval, G, width,
                                      xbar, m_hi, tab)
     return t

@@ -29,7 +29,8 @@ DEVICE_FUNCTIONS = [
     propensity.falling_ratio, propensity.falling_ratio_derivative, propensity.expression_adjoint,
     propensity.propensity_adjoint, backward.ratio_power, backward.conditional_softmax,
     backward.unfire, backward.stoich_adjoint, backward.rates_adjoint,
-    backward.add_kernel_terms, backward.add_fill_terms, backward.step_adjoint,
+    backward.add_kernel_terms, backward.add_fill_terms, backward.last_checkpoint,
+    backward.close_windows, backward.step_adjoint,
     backward.exponential, backward.load_draws, backward.linear_obs_terms, backward.replay_trajectory,
 ]
 

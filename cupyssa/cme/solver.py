@@ -113,9 +113,9 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     hidden : NADE width; width, depth : MADE shape
     dt : largest time step (with the explicit integrators the step is also limited by
         ``courant / q99(|E|)``; the implicit step is always ``dt``, or what is left to the next
-        output time). It sets the Monte-Carlo error as well as the time-stepping error, also
+        output time). It can set the Monte-Carlo error as well as the time-stepping error, also
         where the law is stationary: each step is a stochastic-approximation step whose bias
-        grows with its size (3x3 Schlögl lattice, implicit, 2,000 samples: the worst of nine
+        can grow with its size (3x3 Schlögl lattice, implicit, 2,000 samples: the worst of nine
         single-site marginals at t = 1 is Hellinger 0.034 off SSA with ``dt=5e-4``, 0.066-0.089
         with ``1e-3``; :mod:`cupyssa.cme.van`)
     n_samples : samples per step / iteration

@@ -235,8 +235,8 @@ def schlogl3x3(args):
     times = [0.25, 0.5, 1.0] if args.full else [0.05]
     _vs_ssa("2-D Schlögl 3x3", m, times, args.species or m.network.species, args,
             method=args.method, hidden=args.hidden or 32, n_samples=args.samples or 800,
-            # dt = 5e-4, not 1e-3: the stochastic steps' bias grows with the step even where the
-            # law is stationary (benchmarks/RESULTS.md, 3x3 lattice, session 22)
+            # dt = 5e-4, not 1e-3: here the stochastic steps' bias grew with the step even where
+            # the law is stationary (benchmarks/RESULTS.md, 3x3 lattice, session 22)
             dt=args.dt or 5e-4, eps=args.eps, alpha=args.alpha, seed=args.seed,
             step_check=args.step_check, **_start_and_integrator(args))
 

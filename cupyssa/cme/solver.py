@@ -113,11 +113,8 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     hidden : NADE width; width, depth : MADE shape
     dt : largest time step (with the explicit integrators the step is also limited by
         ``courant / q99(|E|)``; the implicit step is always ``dt``, or what is left to the next
-        output time). It can set the Monte-Carlo error as well as the time-stepping error, also
-        where the law is stationary: each step is a stochastic-approximation step whose bias
-        can grow with its size (3x3 Schlögl lattice, implicit, 2,000 samples: the worst of nine
-        single-site marginals at t = 1 is Hellinger 0.034 off SSA with ``dt=5e-4``, 0.066-0.089
-        with ``1e-3``; :mod:`cupyssa.cme.van`)
+        output time). With fewer samples than network parameters it can set the Monte-Carlo
+        error too, also where the law is stationary (:mod:`cupyssa.cme.van`)
     n_samples : samples per step / iteration
     n_iter, lr : iterations per step and step size (defaults: tdvp 1, 1; natgrad 3, 1; adam
         20, 1e-2). For ``tdvp``, ``n_iter > 1`` iterates the step's fit Gauss-Newton fashion on

@@ -96,17 +96,17 @@ between them (2-site Schlögl, 500 samples: marginals 0.31 and 0.51 off at t = 0
 
 **The step size can set the Monte-Carlo error too, also where the law is stationary.** Backward
 Euler's fixed point is the exact stationary law for every ``h``, but each fitted step is a
-stochastic-approximation step of size ``h``: right at its samples, off between them by an
-amount proportional to the change it makes. The parameters then fluctuate about the law, and,
-as with constant-step stochastic gradient descent, that can cost a bias that grows with ``h``
-and does not average out over steps. On the 3x3 Schlögl lattice (2,000 samples, 6,965 parameters,
-nine single-site marginals against 10^5 SSA trajectories) the largest Hellinger distance at
-t = 1 is 0.033-0.034 on two seeds with ``dt = 5e-4``, 0.066-0.089 with ``dt = 1e-3`` (two
-starts, two proposals), 0.156 with ``dt = 1e-2`` after t = 0.1, and ``dt = 5e-2`` diverges
-(``benchmarks/RESULTS.md``). It is not the only long-time error: on the 2-site lattice with 500
-samples (1,554 parameters) the low state fills too slowly, and the marginals end 0.073-0.078 off
-at t = 1 whether ``dt`` is 1e-3, 5e-4 or 2.5e-4 (1,000 samples: 0.023). Try a halved ``dt``
-and more samples when long-time marginals are off.
+stochastic-approximation step of size ``h``: right at its samples, off between them by an amount
+proportional to the change it makes. The parameters then fluctuate about the law, and, as with
+constant-step stochastic gradient descent, that can cost a bias that grows with ``h`` and does
+not average out over steps. On the 3x3 Schlögl lattice (2,000 samples, 6,965 parameters, nine
+single-site marginals against 10^5 SSA trajectories) the largest Hellinger distance at t = 1 is
+0.033-0.034 on two seeds with ``dt = 5e-4``, at least 0.066-0.089 with ``dt = 1e-3`` (two
+starts, two proposals; some runs reported three sites), 0.156 with ``dt = 1e-2`` after t = 0.1,
+and ``dt = 5e-2`` diverges (``benchmarks/RESULTS.md``). It is not the only long-time error: on
+the 2-site lattice with 500 samples (1,554 parameters) the low state fills too slowly, and the
+marginals end 0.073-0.078 off at t = 1 whether ``dt`` is 1e-3, 5e-4 or 2.5e-4 (1,000 samples:
+0.023). Try a halved ``dt`` and more samples when long-time marginals are off.
 """
 
 from __future__ import annotations

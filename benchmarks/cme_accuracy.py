@@ -151,9 +151,10 @@ def toggle(args):
 
 def _start_and_integrator(args):
     """The solve options shared by the toggle, Schlögl and MAPK parts: the integrator, the start,
-    and the checkpoint a long run saves and resumes from."""
+    the checkpoint a long run saves and resumes from, and the Fisher damping when given."""
+    damping = {} if args.damping is None else {"damping": args.damping}
     return dict(integrator=args.integrator, init_time=args.init_time, init_law=args.init_law,
-                checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every)
+                checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, **damping)
 
 
 def schlogl2(args):
@@ -259,6 +260,9 @@ def main(argv=None):
     ap.add_argument("--init-width", type=float, default=0.2)
     ap.add_argument("--step-check", type=float, default=None,
                     help="solve(step_check=...): redo steps whose out-of-sample error exceeds it "
+                         "(toggle, schlogl2, mapk, schlogl3x3)")
+    ap.add_argument("--damping", type=float, default=None,
+                    help="solve(damping=...), the relative Fisher damping (default: solve's) "
                          "(toggle, schlogl2, mapk, schlogl3x3)")
     ap.add_argument("--integrator", default="euler", choices=("euler", "heun", "implicit"),
                     help="solve(integrator=...) of the tdvp step (toggle, schlogl2, mapk, schlogl3x3)")

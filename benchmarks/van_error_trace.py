@@ -39,10 +39,9 @@ import time
 
 import numpy as np
 
-from scipy.optimize import minimize
-
 import cupyssa.models as models
 from cupyssa.cme import solve
+from cupyssa.cme.start import fit_to_law
 from cupyssa.cme.van import make_model
 from cupyssa.cme.box import box_cme
 
@@ -129,16 +128,7 @@ def fit_exact(m, states, p, kw):
     kw.pop("init_width", None)
     net = make_model(kw.pop("model", "nade"), caps, np.random.default_rng(kw.get("seed", 0)), **shape)
     keep = p > 1e-14
-    x, w = states[keep][:, columns], p[keep] / p[keep].sum()
-
-    def cross_entropy(theta):
-        net.theta = theta
-        lp, J = net.log_prob_and_jacobian(x)
-        return -(w @ lp), -J.rmatvec(w)
-
-    res = minimize(cross_entropy, net.theta.copy(), jac=True, method="L-BFGS-B",
-                   options=dict(maxiter=3000, maxcor=30))
-    net.theta = res.x
+    fit_to_law(net, states[:, columns], np.where(keep, p, 0.0), max_iter=3000)
     return net
 
 

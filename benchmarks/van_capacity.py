@@ -1,0 +1,103 @@
+"""Can the network hold the law? Fit autoregressive networks to SSA states by maximum likelihood.
+
+A VAN solve can be off for two reasons: the network cannot represent the law at all, or the time
+evolution does not reach the law it could represent. This script separates them for a model
+whose law is known only through SSA: ``--n-fit`` trajectories (seed 1) give an empirical law at
+``--time``, each network width is fitted to it (minimum cross-entropy
+``-sum_n p(n) log P_theta(n)``, L-BFGS, :func:`cupyssa.cme.start.fit_to_law`), and the fitted
+network's marginals are compared with ``--n-ref`` independent trajectories (seed 0, the
+reference of ``cme_accuracy.py``) as ``cme_accuracy.py`` compares a solve's. A width whose fit is
+within the sampling floor can hold the law; a solve with that width that is further off has an
+evolution error.
+
+The floor printed first is the Hellinger distance between the two SSA histograms themselves.
+The fitted network is smooth, so its own floor against the reference is lower, about
+``sqrt((B - 1) / (8 n_ref))`` for ``B`` occupied values.
+
+Usage::
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/van_capacity.py --model mapk --time 5 --hidden 2 4 8
+    OPENBLAS_NUM_THREADS=1 python benchmarks/van_capacity.py --model schlogl3x3 --time 0.25 \
+        --hidden 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+import cupyssa
+import cupyssa.models as models
+from cupyssa.cme.start import fit_to_law
+from cupyssa.cme.van import make_model
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import hellinger  # noqa: E402
+from cme_accuracy import model_marginal  # noqa: E402
+
+#: model and the species reported (those of the cme_accuracy comparisons)
+CASES = {
+    "mapk": (models.mapk_cascade, ("S", "KKK", "C1", "KKKp", "KKpp", "Kpp")),
+    "schlogl3x3": (lambda: models.schlogl_paper((3, 3)), None),  # None: every species
+}
+
+
+def ssa_at(m, t, n, seed):
+    """``[n, S]`` SSA states at time ``t``."""
+    return cupyssa.simulate(m, t_eval=[0.0, t], n_trajectories=n, seed=seed).states[:, 1]
+
+
+def histogram(x, cap):
+    """Empirical probability of ``0..max(cap, max(x) + 1) - 1``."""
+    return np.bincount(x, minlength=cap) / len(x)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=sorted(CASES), default="mapk")
+    ap.add_argument("--time", type=float, required=True)
+    ap.add_argument("--hidden", type=int, nargs="+", default=[8], help="NADE widths to fit")
+    ap.add_argument("--n-fit", type=int, default=20_000, help="SSA trajectories fitted (seed 1)")
+    ap.add_argument("--n-ref", type=int, default=10_000,
+                    help="SSA trajectories compared with (seed 0)")
+    ap.add_argument("--iters", type=int, default=300, help="L-BFGS iterations")
+    args = ap.parse_args(argv)
+
+    build, shown = CASES[args.model]
+    m = build()
+    species = list(m.network.species)
+    shown = shown or species
+    caps = np.array([m.metadata["caps"][s] for s in species])
+    start = time.perf_counter()
+    fit_x = ssa_at(m, args.time, args.n_fit, seed=1)
+    ref_x = ssa_at(m, args.time, args.n_ref, seed=0)
+    inside = np.all(fit_x < caps, axis=1)  # the network lives in the box; the SSA chain does not
+    states, counts = np.unique(fit_x[inside], axis=0, return_counts=True)
+    print(f"{args.model} at t = {args.time}: SSA {args.n_fit} + {args.n_ref} trajectories in "
+          f"{time.perf_counter() - start:.1f} s; {len(states)} distinct states fitted, "
+          f"{np.sum(~inside)} outside the box left out")
+    columns = {s: species.index(s) for s in shown}
+    refs = {s: histogram(ref_x[:, i], caps[i]) for s, i in columns.items()}
+    floor = {s: round(hellinger(histogram(fit_x[:, i], caps[i]), refs[s]), 4)
+             for s, i in columns.items()}
+    print(f"  SSA histogram vs SSA histogram (Hellinger): {floor}", flush=True)
+    for H in args.hidden:
+        net = make_model("nade", caps, np.random.default_rng(0), hidden=H)
+        start = time.perf_counter()
+        kl = fit_to_law(net, states, counts.astype(float), max_iter=args.iters)
+        parts = []
+        for s, i in columns.items():
+            p = model_marginal(net, i)
+            parts.append(f"{s} {np.arange(len(p)) @ p:.3f} vs {ref_x[:, i].mean():.3f} "
+                         f"({hellinger(p, refs[s]):.4f})")
+        print(f"  hidden {H} ({net.n_params} parameters), KL(empirical || fit) {kl:.3f} nats, "
+              f"{time.perf_counter() - start:.0f} s; mean fit vs SSA (Hellinger): "
+              + "; ".join(parts), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -52,6 +52,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _report import hellinger  # noqa: E402
 
 
+def empirical_marginal(x, cap):
+    """Histogram of the counts ``x`` as probabilities of ``0..max(cap, max(x) + 1) - 1``."""
+    return np.bincount(x, minlength=int(cap)) / len(x)
+
+
 def model_marginal(ar, i, n=10_000, seed=0):
     """Rao-Blackwellized marginal of species ``i`` of an autoregressive model."""
     x = ar.sample(n, np.random.default_rng(seed))[0]
@@ -166,8 +171,8 @@ def schlogl2(args):
               step_check=args.step_check, **_start_and_integrator(args))
 
 
-def ssa_states(m, times, n_traj, cache_dir=None):
-    """The states at ``times`` of ``n_traj`` SSA trajectories (seed 0), ``[n_traj, len(times), S]``.
+def ssa_states(m, times, n_traj, cache_dir=None, seed=0):
+    """The states at ``times`` of ``n_traj`` SSA trajectories, ``[n_traj, len(times), S]``.
 
     With ``cache_dir`` they are kept in a ``.npz`` file named by a digest of what determines them
     (the network's reactions and laws, ``x0``, parameters, ``times``, ``n_traj``, the seed) and of
@@ -177,7 +182,7 @@ def ssa_states(m, times, n_traj, cache_dir=None):
     keying on it made every gradient edit discard a 13-minute reference."""
     times = [float(t) for t in times]
     key = repr((str(m.network), sorted(m.x0.items()), sorted(m.params.items()), times, n_traj,
-                0, source_digest(exclude=("backward.py",))))
+                seed, source_digest(exclude=("backward.py",))))
     path = None
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
@@ -186,7 +191,7 @@ def ssa_states(m, times, n_traj, cache_dir=None):
             with np.load(path) as f:
                 if str(f["key"]) == key:
                     return f["states"]
-    states = cupyssa.simulate(m, t_eval=[0.0, *times], n_trajectories=n_traj, seed=0).states[:, 1:]
+    states = cupyssa.simulate(m, t_eval=[0.0, *times], n_trajectories=n_traj, seed=seed).states[:, 1:]
     if path:
         np.savez(path, states=states, key=key)
     return states
@@ -212,7 +217,7 @@ def _vs_ssa(name, m, times, species, args, **kw):
         out = []
         for s, i in zip(species, idx):
             x = ssa[:, k - 1, i]
-            emp = np.bincount(x, minlength=int(caps[s])) / len(x)
+            emp = empirical_marginal(x, caps[s])
             p = model_marginal(ar, i)
             mean = np.arange(len(p)) @ p
             rel = f"{abs(mean / x.mean() - 1):.3f}" if x.mean() > 0 else "-"  # SSA mean 0: none

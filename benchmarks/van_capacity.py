@@ -30,30 +30,19 @@ import time
 
 import numpy as np
 
-import cupyssa
 import cupyssa.models as models
 from cupyssa.cme.start import fit_to_law
 from cupyssa.cme.van import make_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _report import hellinger  # noqa: E402
-from cme_accuracy import model_marginal  # noqa: E402
+from cme_accuracy import empirical_marginal, model_marginal, ssa_states  # noqa: E402
 
 #: model and the species reported (those of the cme_accuracy comparisons)
 CASES = {
     "mapk": (models.mapk_cascade, ("S", "KKK", "C1", "KKKp", "KKpp", "Kpp")),
     "schlogl3x3": (lambda: models.schlogl_paper((3, 3)), None),  # None: every species
 }
-
-
-def ssa_at(m, t, n, seed):
-    """``[n, S]`` SSA states at time ``t``."""
-    return cupyssa.simulate(m, t_eval=[0.0, t], n_trajectories=n, seed=seed).states[:, 1]
-
-
-def histogram(x, cap):
-    """Empirical probability of ``0..max(cap, max(x) + 1) - 1``."""
-    return np.bincount(x, minlength=cap) / len(x)
 
 
 def main(argv=None):
@@ -65,6 +54,8 @@ def main(argv=None):
     ap.add_argument("--n-ref", type=int, default=10_000,
                     help="SSA trajectories compared with (seed 0)")
     ap.add_argument("--iters", type=int, default=300, help="L-BFGS iterations")
+    ap.add_argument("--ssa-cache", default=None, metavar="DIR",
+                    help="keep the SSA states in DIR and reuse them (as cme_accuracy.py does)")
     args = ap.parse_args(argv)
 
     build, shown = CASES[args.model]
@@ -73,16 +64,16 @@ def main(argv=None):
     shown = shown or species
     caps = np.array([m.metadata["caps"][s] for s in species])
     start = time.perf_counter()
-    fit_x = ssa_at(m, args.time, args.n_fit, seed=1)
-    ref_x = ssa_at(m, args.time, args.n_ref, seed=0)
+    fit_x = ssa_states(m, [args.time], args.n_fit, args.ssa_cache, seed=1)[:, 0]
+    ref_x = ssa_states(m, [args.time], args.n_ref, args.ssa_cache, seed=0)[:, 0]
     inside = np.all(fit_x < caps, axis=1)  # the network lives in the box; the SSA chain does not
     states, counts = np.unique(fit_x[inside], axis=0, return_counts=True)
     print(f"{args.model} at t = {args.time}: SSA {args.n_fit} + {args.n_ref} trajectories in "
           f"{time.perf_counter() - start:.1f} s; {len(states)} distinct states fitted, "
           f"{np.sum(~inside)} outside the box left out")
     columns = {s: species.index(s) for s in shown}
-    refs = {s: histogram(ref_x[:, i], caps[i]) for s, i in columns.items()}
-    floor = {s: round(hellinger(histogram(fit_x[:, i], caps[i]), refs[s]), 4)
+    refs = {s: empirical_marginal(ref_x[:, i], caps[i]) for s, i in columns.items()}
+    floor = {s: round(hellinger(empirical_marginal(fit_x[:, i], caps[i]), refs[s]), 4)
              for s, i in columns.items()}
     print(f"  SSA histogram vs SSA histogram (Hellinger): {floor}", flush=True)
     for H in args.hidden:

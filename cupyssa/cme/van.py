@@ -106,7 +106,9 @@ starts, two proposals; some runs reported three sites), 0.156 with ``dt = 1e-2``
 and ``dt = 5e-2`` diverges (``benchmarks/RESULTS.md``). It is not the only long-time error: on
 the 2-site lattice with 500 samples (1,554 parameters) the low state fills too slowly, and the
 marginals end 0.073-0.078 off at t = 1 whether ``dt`` is 1e-3, 5e-4 or 2.5e-4 (1,000 samples:
-0.023). Try a halved ``dt`` and more samples when long-time marginals are off.
+0.023). Nor does halving help without end: on the 3x3 lattice ``dt = 2.5e-4`` is no better
+than ``5e-4`` at t = 0.25 (worst site 0.035). Try a halved ``dt`` and more samples when
+long-time marginals are off.
 """
 
 from __future__ import annotations

@@ -156,10 +156,12 @@ def toggle(args):
 
 def _start_and_integrator(args):
     """The solve options shared by the toggle, Schlögl and MAPK parts: the integrator, the start,
-    the checkpoint a long run saves and resumes from, and the Fisher damping when given."""
+    the checkpoint a long run saves and resumes from, the Fisher damping when given, and whether
+    the tempered samples are reweighted to the model's own measure."""
     damping = {} if args.damping is None else {"damping": args.damping}
     return dict(integrator=args.integrator, init_time=args.init_time, init_law=args.init_law,
-                checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, **damping)
+                checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                reweight=args.reweight, **damping)
 
 
 def schlogl2(args):
@@ -269,6 +271,9 @@ def main(argv=None):
     ap.add_argument("--damping", type=float, default=None,
                     help="solve(damping=...), the relative Fisher damping (default: solve's) "
                          "(toggle, schlogl2, mapk, schlogl3x3)")
+    ap.add_argument("--reweight", action="store_true",
+                    help="solve(reweight=True): fit under the PSIS-reweighted measure P_theta "
+                         "instead of the tempered proposal (toggle, schlogl2, mapk, schlogl3x3)")
     ap.add_argument("--integrator", default="euler", choices=("euler", "heun", "implicit"),
                     help="solve(integrator=...) of the tdvp step (toggle, schlogl2, mapk, schlogl3x3)")
     ap.add_argument("--init-time", type=float, default=None,

@@ -104,3 +104,39 @@ def test_handwritten_gradient_sweep_reproduces_cupyssa_exactly(monkeypatch):
     lanes = np.empty_like(want[:37])
     hw.dimerization_sweep_from_replay(first, lanes, lanes=True)
     np.testing.assert_array_equal(lanes, want[:37])
+
+
+def test_moment_velocities_match_the_closed_moment_equations_of_a_linear_network():
+    """``van_moment_velocity.exact_velocities`` against the moment equations of a linear network,
+    which close: for ``0 -> A`` (k), ``A -> 0`` (g A), ``A -> B`` (c A), ``B -> 0`` (h B),
+
+        d mu_A/dt = k - (g + c) mu_A,          d mu_B/dt = c mu_A - h mu_B,
+        d var_A/dt = k + (g + c) mu_A - 2 (g + c) var_A,
+        d cov_AB/dt = c var_A - (g + c + h) cov_AB - c mu_A
+
+    (``d Sigma/dt = J Sigma + Sigma J^T + sum_k a_k s_k s_k^T``). Evaluated on any set of states
+    with their sample moments (variance with 1/N), both sides agree to rounding: the estimator
+    is linear in the sample averages. The states are correlated and lie far below the caps, so
+    the reflecting box switches nothing off."""
+    mod = _load("van_moment_velocity")
+    m = cs.models._model("k = 7\ng = 0.3\nc = 0.5\nh = 0.2\ninit A = 0\ninit B = 0\n"
+                         "0 -> A ; k\nA -> 0 ; g\nA -> B ; c\nB -> 0 ; h", 1.0)
+    net = m.network
+    theta = net.parameter_vector(m.params)
+    rng = np.random.default_rng(3)
+    a = rng.poisson(9.0, 5000)
+    x = np.stack([a, rng.binomial(a, 0.6) + rng.poisson(4.0, 5000)], axis=1)
+    caps = np.array([200, 200])
+    pairs = mod.converted_pairs(net)
+    assert pairs == [(0, 1)]
+    v, se = mod.exact_velocities(net, theta, caps, x, pairs)
+    k, g, c, h = 7.0, 0.3, 0.5, 0.2
+    mu = x.mean(0)
+    var = x.var(0)
+    cov = np.mean((x[:, 0] - mu[0]) * (x[:, 1] - mu[1]))
+    expected = [k - (g + c) * mu[0], c * mu[0] - h * mu[1],
+                k + (g + c) * mu[0] - 2 * (g + c) * var[0],
+                c * mu[0] + h * mu[1] + 2 * c * cov - 2 * h * var[1],
+                c * var[0] - (g + c + h) * cov - c * mu[0]]
+    np.testing.assert_allclose(v, expected, rtol=1e-10, atol=1e-9)
+    assert se.shape == (2,) and np.all(se > 0)

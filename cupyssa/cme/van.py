@@ -109,6 +109,14 @@ marginals end 0.073-0.078 off at t = 1 whether ``dt`` is 1e-3, 5e-4 or 2.5e-4 (1
 0.023). Nor does halving help without end: on the 3x3 lattice ``dt = 2.5e-4`` is no better
 than ``5e-4`` at t = 0.25 (worst site 0.035). Try a halved ``dt`` and more samples when
 long-time marginals are off.
+
+**The damping also slows the law down.** With fewer samples than parameters the damping is what
+keeps the fit stable, and it shrinks every step. On the 3x3 lattice at t = 0.25 (a solved law
+whose means are 0.5 low), the exact CME moves the site means up at 17 counts per time unit and
+one step with the default damping 1e-4 at 1.3. With 1e-7 one step is right (16.9), but whole
+runs with 1e-6 or 1e-7 diverged before t = 0.25. Exact sampling (``alpha=1``) moved the means at
+the exact rate with the default damping. ``benchmarks/van_moment_velocity.py`` compares a step's
+moment velocities with the CME's (``benchmarks/RESULTS.md``, session 24).
 """
 
 from __future__ import annotations

@@ -114,9 +114,10 @@ long-time marginals are off.
 keeps the fit stable, and it shrinks every step. On the 3x3 lattice at t = 0.25 (a solved law
 whose means are 0.5 low), the exact CME moves the site means up at 17 counts per time unit and
 one step with the default damping 1e-4 at 1.3. With 1e-7 one step is right (16.9), but whole
-runs with 1e-6 or 1e-7 diverged before t = 0.25. Exact sampling (``alpha=1``) moved the means at
-the exact rate with the default damping. ``benchmarks/van_moment_velocity.py`` compares a step's
-moment velocities with the CME's (``benchmarks/RESULTS.md``, session 24).
+runs with 1e-6 or 1e-7 diverged before t = 0.25. Exact sampling (``alpha=1``) moved them at 22
+with the default damping, but from the start it leaves the mode where it began (session 21).
+``benchmarks/van_moment_velocity.py`` compares a step's moment velocities with the CME's
+(``benchmarks/RESULTS.md``, session 24).
 """
 
 from __future__ import annotations

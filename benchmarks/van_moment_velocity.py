@@ -19,9 +19,10 @@ exact velocities up to its Monte-Carlo error; one that stalls gives values near 
 
 Reported: the mean over species of the velocities of the means and of the variances, and the
 velocity of the covariance of each pair that a reaction converts into one another
-(``s_k = -e_i + e_j``: lattice neighbours by diffusion, kinase and complex); ``--per-species``
-adds each species' mean velocity. Over one step the moments change little, so with a small
-step (MAPK, ``dt`` 0.025) run several (``--horizon``) before reading the variances.
+(``s_k = -e_i + e_j``: lattice neighbours by diffusion, phosphorylation states by a
+phosphatase); ``--per-species`` adds each species' mean velocity. Over one step the moments
+change little, so with a small step (MAPK, ``dt`` 0.025) run several (``--horizon``) before
+reading the variances.
 
 Usage (the checkpoint of a 3x3 Schlögl solve; each JSON overrides ``solve`` keywords)::
 

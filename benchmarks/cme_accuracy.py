@@ -161,7 +161,7 @@ def _start_and_integrator(args):
     damping = {} if args.damping is None else {"damping": args.damping}
     return dict(integrator=args.integrator, init_time=args.init_time, init_law=args.init_law,
                 checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                reweight=args.reweight, **damping)
+                reweight=args.reweight, frontier=args.frontier, **damping)
 
 
 def schlogl2(args):
@@ -274,6 +274,9 @@ def main(argv=None):
     ap.add_argument("--reweight", action="store_true",
                     help="solve(reweight=True): fit under the PSIS-reweighted measure P_theta "
                          "instead of the tempered proposal (toggle, schlogl2, mapk, schlogl3x3)")
+    ap.add_argument("--frontier", action="store_true",
+                    help="solve(frontier=True): also fit at one-jump successors of the samples "
+                         "(toggle, schlogl2, mapk, schlogl3x3)")
     ap.add_argument("--integrator", default="euler", choices=("euler", "heun", "implicit"),
                     help="solve(integrator=...) of the tdvp step (toggle, schlogl2, mapk, schlogl3x3)")
     ap.add_argument("--init-time", type=float, default=None,

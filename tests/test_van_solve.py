@@ -456,3 +456,58 @@ def test_blas_threads_option():
     np.testing.assert_array_equal(a.thetas, solve(model, **kw).thetas)
     with pytest.raises(VANError, match="order"):
         solve(model, order=3, **kw)
+
+
+@pytest.mark.parametrize("frontier", [False, True])
+def test_frontier_rows_let_the_support_grow(frontier):
+    # A law with a cliff: Poisson(3) on 0..8 and 23 + (m - 8) nats lower above, the edge that
+    # MAPK's solved laws had (K at t = 5.3: p(12) = 0.04, p(13) = 1e-11). No tempered sample
+    # reaches 9, so a fit on the samples alone cannot give it the mass immigration sends there:
+    # P'(9) stays at its start (~1e-13), 10^-9 of backward Euler's value. With frontier=True the
+    # fit also has the one-jump successors of the samples, 9 among them; 10 is two jumps out and
+    # keeps its start value. Every visited value has its own output bias, so the converged
+    # Gauss-Newton iterations (n_iter 6, damping ~0) solve the backward-Euler equations on
+    # V = {0..9} exactly, with the normalizer free: the residual is centred, so the equations
+    # hold up to a common factor C,
+    #     (1 + h a_0(n)) P'(n) = C (P_t(n) + h sum_k a_k(n - s_k) P'(n - s_k)),  n in V,
+    # with P' ~ 0 above 9 and C fixed by sum_V P' = 1 (the mass that leaves V through 9 -> 10).
+    # Measured: log P' within 9e-11 of that solution (asserted 1e-8).
+    import scipy.sparse as sp
+    from scipy.optimize import brentq
+    from scipy.stats import poisson
+
+    from cupyssa.cme.box import reflecting_generator
+    from cupyssa.cme.van import make_model
+
+    model = models.immigration_death(k=10.0, g=1.0, x0=5)
+    M, edge, h = 30, 8, 0.05
+    m = np.arange(M)
+    log_p0 = poisson.logpmf(m, 3.0)
+    log_p0[edge + 1:] = log_p0[edge] - 23.0 - (m[edge + 1:] - edge)
+    start = make_model("nade", np.array([M]), np.random.default_rng(0), hidden=1)
+    start.set_product_law([log_p0])
+    sol = solve(model, t_eval=[0.0, h], caps={"X": M}, model=start, integrator="implicit",
+                n_samples=500, dt=h, eps=0.0, alpha=0.5, n_iter=6, damping=1e-10, seed=0,
+                frontier=frontier)
+    log_p1 = sol.log_prob(m[:, None], 1)
+
+    theta = model.network.parameter_vector(model.params)
+    A = (sp.identity(M) - h * reflecting_generator(model.network, m[:, None], theta, [M]))
+    V = edge + 2
+    B = A.toarray()[:V, :V]  # 1 + h a_0 on the diagonal, -h a_k(n - s_k) off it
+    D, F = np.diag(np.diag(B)), np.diag(np.diag(B)) - B
+    p0 = np.exp(log_p0[:V] - np.logaddexp.reduce(log_p0))
+
+    def law(C):
+        return C * np.linalg.solve(D - C * F, p0)
+
+    ref = law(brentq(lambda C: law(C).sum() - 1.0, 0.5, 2.0))
+    if frontier:
+        np.testing.assert_allclose(log_p1[:V], np.log(ref), rtol=0, atol=1e-8)
+    else:
+        assert np.exp(log_p1[edge + 1]) < 1e-9 * ref[edge + 1]
+    with pytest.raises(VANError, match="implicit"):
+        solve(model, t_eval=[0.0, h], caps={"X": M}, frontier=True)
+    with pytest.raises(VANError, match="enumerate"):
+        solve(model, t_eval=[0.0, h], caps={"X": M}, frontier=True, integrator="implicit",
+              sampling="enumerate")

@@ -79,7 +79,8 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
           n_samples: int = 1000, n_iter: int | None = None, lr: float | None = None,
           damping: float = 1e-4, courant: float = 0.2, step_check: float | None = None,
           sampling: str = "tempered",
-          alpha: float = 0.5, eps: float = 0.02, reweight: bool = False, order: int = 1,
+          alpha: float = 0.5, eps: float = 0.02, reweight: bool = False, frontier: bool = False,
+          order: int = 1,
           integrator: str = "euler",
           initial: Callable | None = None, init_time: float | None = None,
           init_law: str = "exact", init_tol: float = 1e-8, init_width: float = 0.2,
@@ -144,7 +145,15 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         (tails get weight: needed for a point-mass start and for rare events); "exact" samples
         ``P_theta``; "enumerate" uses every box state with weights ``∝ P_theta^alpha`` (small
         boxes, no Monte-Carlo noise).
-    reweight : with "tempered", weight samples by PSIS-smoothed ``P_theta / q`` instead
+    reweight : with "tempered", weight samples by PSIS-smoothed ``P_theta / q`` instead of
+        fitting under the proposal itself
+    frontier : with ``integrator="implicit"``, also fit at one successor ``n + s_k`` of each
+        sample (a reaction drawn uniformly among those that can fire), so ``2 n_samples`` rows
+        per step. Without it, values that no sample reaches cannot gain probability, however
+        much the CME sends there: the law's support stops growing at its edge and the means lag
+        (MAPK cascade: a cliff of 10 decades above the largest sampled K, whose mean then moved
+        at 57-67 % of the CME's rate; see :mod:`cupyssa.cme.van`). Use it where populations grow
+        from a narrow start.
     order : Taylor order of the step target, 1 (Euler, ``1 + h E``) or 2 (``1 + h E + h^2 E2 / 2``,
         see :func:`cupyssa.cme.van.local_energy`; ``K`` times the work per step, and much
         smaller time-discretization error in far tails: use it for rare events)
@@ -267,7 +276,7 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
                       n_iter=d_iter if n_iter is None else n_iter, lr=d_lr if lr is None else lr,
                       damping=damping, courant=courant, step_check=step_check,
                       sampling=sampling, alpha=alpha, eps=eps,
-                      reweight=reweight, order=order, integrator=integrator,
+                      reweight=reweight, frontier=frontier, order=order, integrator=integrator,
                       checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
                       seed=seed, callback=callback)
     opts.validate()
@@ -288,12 +297,14 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
                 return _f(states[:, back])
 
             fit_initial(ar, log_p0, opts, rng, n_iter=init_iter, enumerated=enumerated)
-    if integrator == "implicit" and sampling != "enumerate" and n_samples < ar.n_params:
+    rows = n_samples * (2 if frontier else 1)  # the frontier adds up to one row per sample
+    if integrator == "implicit" and sampling != "enumerate" and rows < ar.n_params:
         # 2-site Schlögl lattice, 1,554 parameters: 500 samples drifted to Hellinger 0.05 by
         # t = 1 where 2,000 stayed within 0.007, and n_iter=2 with 500 samples diverged (0.3-0.5
         # at t = 0.1): the step then fits its samples, not the law between them
         warnings.warn(
-            f"integrator='implicit' with n_samples={n_samples} below the network's "
+            f"integrator='implicit' with n_samples={n_samples}"
+            f"{f' ({rows} rows with the frontier)' if frontier else ''} below the network's "
             f"{ar.n_params} parameters: implicit steps drift in that regime"
             f"{' and n_iter > 1 diverged there' if opts.n_iter > 1 else ''} (see "
             "cupyssa.cme.van); use more samples or a smaller network", RuntimeWarning,

@@ -153,7 +153,10 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         much the CME sends there: the law's support stops growing at its edge and the means lag
         (MAPK cascade: a cliff of 10 decades above the largest sampled K, whose mean then moved
         at 57-67 % of the CME's rate; see :mod:`cupyssa.cme.van`). Use it where populations grow
-        from a narrow start.
+        from a narrow start. With it the tails no longer need a flattened proposal: on MAPK,
+        ``alpha=1`` moved the means at the CME's rate where ``alpha=0.5`` moved S, K and KK at
+        50 %, 65 % and under 20 % of it (t = 10), and was within Hellinger 0.026 of SSA at
+        t = 5.
     order : Taylor order of the step target, 1 (Euler, ``1 + h E``) or 2 (``1 + h E + h^2 E2 / 2``,
         see :func:`cupyssa.cme.van.local_energy`; ``K`` times the work per step, and much
         smaller time-discretization error in far tails: use it for rare events)

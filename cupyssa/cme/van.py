@@ -97,16 +97,19 @@ between them (2-site Schlögl, 500 samples: marginals 0.31 and 0.51 off at t = 0
 **Frontier rows** (``frontier=True``, implicit step only). A fit moves ``log P`` only where it
 has rows. A law whose values above some edge are far below the bulk (a cliff: no sample, not
 even a tempered one, lands there) cannot give them the probability the CME sends across the
-edge: the step fits the law killed at the edge and renormalized, and the support stops
-growing. That is what slowed the MAPK cascade (NADE hidden 2, ``alpha`` 0.5, ``eps`` 0): at
-t = 5.3 K, KK and KKK had ~10 decades between their largest sampled value and the next (K:
-``p(12) = 0.04``, ``p(13) = 1e-11``), and one step from the product of its marginals moved
-K's mean at 0.71 against the CME's 1.24, close to the 0.78 of that law killed at K = 13. The frontier adds to
+edge: the step fits the law killed at the edge and renormalized, and the support stops growing.
+That is what slowed the MAPK cascade (NADE hidden 2, ``alpha`` 0.5, ``eps`` 0): at t = 5.3 K, KK
+and KKK had ~10 decades between their largest sampled value and the next (K: ``p(12) = 0.04``,
+``p(13) = 1e-11``), and one step from the product of its marginals moved K's mean at 0.71
+against the CME's 1.24, close to the 0.78 of that law killed at K = 13. The frontier adds to
 each batch one successor ``n + s_k`` of each sample (``k`` uniform among the reactions that can
-fire): rows at the edge's far side, where the backward-Euler residual is finite and linear in the new
-value's output bias, so one Gauss-Newton iteration moves the edge (the same step: 1.24 and
-1.05 on two seeds). The explicit targets ``log(1 + h E)`` are unbounded there
-(``E ~ P(n - s_k) / P(n) ~ 1e10``), hence implicit only.
+fire): rows at the edge's far side, where the backward-Euler residual is finite and linear in
+the new value's output bias, so one Gauss-Newton iteration moves the edge (the same step: 1.24
+and 1.05 on two seeds). The explicit targets ``log(1 + h E)`` are unbounded there
+(``E ~ P(n - s_k) / P(n) ~ 1e10``), hence implicit only. Once the support can grow, the
+tempered proposal is what slows the means: at t = 10 on MAPK, exact sampling (``alpha=1``)
+moved them at the CME's rate, ``alpha=0.5`` at 0-70 % of it (``benchmarks/RESULTS.md``,
+session 25).
 
 **The step size can set the Monte-Carlo error too, also where the law is stationary.** Backward
 Euler's fixed point is the exact stationary law for every ``h``, but each fitted step is a

@@ -70,11 +70,15 @@ class Reporter:
     class OutOfTime(Exception):
         pass
 
+    #: wall seconds between progress lines (long runs: hours per report)
+    every = 600.0
+
     def __init__(self, t_eval, report, budget):
         self.t_eval, self.report, self.k = t_eval, report, 1
         self.t, self.step = float(t_eval[0]), 0
         self.start = time.perf_counter()
         self.deadline = self.start + budget
+        self.next_line = self.start + self.every
 
     def __call__(self, step, t, model):
         if self.step == 0 and step > 1:  # resumed from a checkpoint: earlier models are gone
@@ -87,7 +91,11 @@ class Reporter:
             print(f"  [{time.perf_counter() - self.start:7.1f} s, step {step}] t = "
                   f"{self.t_eval[self.k]}: {self.report(model, self.k)}", flush=True)
             self.k += 1
-        if time.perf_counter() > self.deadline:
+        now = time.perf_counter()
+        if now > self.next_line:
+            print(f"  [{now - self.start:7.1f} s, step {step}] t = {t:.4g}", flush=True)
+            self.next_line = now + self.every
+        if now > self.deadline:
             raise Reporter.OutOfTime
 
 
@@ -99,7 +107,11 @@ def run_reported(m, t_eval, report, budget, **kw):
         print(f"  stopped at the budget of {budget:.0f} s at t = {rep.t:.4g} (step {rep.step}; "
               f"t_eval[{rep.k}] = {t_eval[min(rep.k, len(t_eval) - 1)]} not reached)")
         return None
-    print(f"  done: {time.perf_counter() - rep.start:.1f} s, {sol.stats['steps']} steps")
+    st = sol.stats
+    checked = (f"; step check: median error {st['step_error_median']:.3g}, {st['n_rejected']} "
+               f"attempts rejected, {st['n_futile_halvings']} futile halvings, "
+               f"{st['n_unresolved']} unresolved" if "step_error_median" in st else "")
+    print(f"  done: {time.perf_counter() - rep.start:.1f} s, {st['steps']} steps{checked}")
     return sol
 
 
@@ -180,11 +192,12 @@ def ssa_states(m, times, n_traj, cache_dir=None, seed=0):
     (the network's reactions and laws, ``x0``, parameters, ``times``, ``n_traj``, the seed) and of
     the forward's kernel sources, so a rerun of the benchmark loads them (the 3x3 lattice's 10^5
     took 698 s on one thread) and a change of either recomputes them. The reverse sweep's source
-    (``kernels/backward.py``) is left out of the digest: it does not enter ``simulate``, and
-    keying on it made every gradient edit discard a 13-minute reference."""
+    (``kernels/backward.py``) and the CME models' softmax (``kernels/softmax.py``) are left out
+    of the digest: they do not enter ``simulate``, and keying on the sweep made every gradient
+    edit discard a 13-minute reference."""
     times = [float(t) for t in times]
     key = repr((str(m.network), sorted(m.x0.items()), sorted(m.params.items()), times, n_traj,
-                seed, source_digest(exclude=("backward.py",))))
+                seed, source_digest(exclude=("backward.py", "softmax.py"))))
     path = None
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CupyssaError
+from ..kernels.softmax import log_prob_and_logit_adjoint, log_prob_rows
 
 __all__ = ["AutoregressiveModel", "NADE", "MADE", "ModelSpecError", "Jacobian", "DenseJacobian",
            "NADEJacobian"]
@@ -126,9 +127,7 @@ class AutoregressiveModel:
         inside = self.in_box(n)
         nc = np.where(inside[:, None], n, 0)
         logits, _ = self._logits(nc)
-        z, lse = _log_normalizer(logits, self._mask)
-        lp = (np.take_along_axis(z, nc[:, :, None], axis=2) - lse)[:, :, 0].sum(axis=1)
-        return np.where(inside, lp, -np.inf)
+        return np.where(inside, log_prob_rows(logits, nc, self.caps), -np.inf)
 
     def log_prob_and_grad(self, n):
         """``(log P [N], G [N, P])`` with ``G[s] = d log P(n_s) / d theta`` (states in the box).
@@ -152,10 +151,7 @@ class AutoregressiveModel:
         if not np.all(self.in_box(n)):
             raise ModelSpecError(f"{caller} needs states inside the caps")
         logits, cache = self._logits(n)
-        ls = self._log_softmax(logits)
-        lp = np.take_along_axis(ls, n[:, :, None], axis=2)[:, :, 0].sum(axis=1)
-        g = -np.exp(ls)
-        np.put_along_axis(g, n[:, :, None], np.take_along_axis(g, n[:, :, None], axis=2) + 1.0, axis=2)
+        lp, g = log_prob_and_logit_adjoint(logits, n, self.caps)
         return lp, cache, g
 
     def _jacobian(self, cache, g) -> "Jacobian":
@@ -234,19 +230,12 @@ def _per_species_matmul(x, M):
     return np.ascontiguousarray(np.matmul(x.transpose(1, 0, 2), M).transpose(1, 0, 2))
 
 
-def _log_normalizer(z, valid):
-    """``(z', lse)``: ``z`` with the entries outside ``valid`` set to ``-inf`` (``valid=None``:
-    ``z`` itself) and ``lse = log sum exp z'`` over the last axis (kept as a length-1 axis)."""
+def _masked_log_softmax(z, valid):
+    """``log softmax`` over the last axis restricted to ``valid`` (-inf outside; None: all)."""
     if valid is not None:
         z = np.where(valid, z, -np.inf)
     zmax = z.max(axis=-1, keepdims=True)
-    return z, zmax + np.log(np.exp(z - zmax).sum(axis=-1, keepdims=True))
-
-
-def _masked_log_softmax(z, valid):
-    """``log softmax`` over the last axis restricted to ``valid`` (-inf outside; None: all)."""
-    z, lse = _log_normalizer(z, valid)
-    return z - lse
+    return z - (zmax + np.log(np.exp(z - zmax).sum(axis=-1, keepdims=True)))
 
 
 class Jacobian:

@@ -132,13 +132,16 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         Check every step on a fresh batch: its out-of-sample error ``eta``
         (:func:`cupyssa.cme.van.step_error`; 0 is exact, 1 no better than not moving) above
         ``step_check`` rejects the step, which is redone with half the time step on that batch
-        (at most 6 halvings). Costs one more batch with its local energy per step (~+40 %).
+        (at most 6 halvings); a halving that does not lower ``eta`` is undone, and the longer
+        step kept (``eta`` is an error per unit time: one that halving does not lower is the
+        fit's, not the step size's). Costs one more batch with its local energy per step (~+40 %).
         ``stats`` then hold ``step_errors`` (per accepted step), their median and maximum,
-        ``n_rejected`` and ``n_unresolved``. The median is the fit's quality: with ``N`` samples
-        well below the number of network parameters it can be near 1 (each step right on its
-        samples and noise elsewhere; only the average over steps is right), and a single bad
-        step stands out by far: toggle switch, 400 samples, median 1.0, 99th percentile 4-6,
-        one step at 51 that threw the marginals from 0.02 to 0.14 in Hellinger.
+        ``n_rejected``, ``n_unresolved`` and ``n_futile_halvings``. The median is the fit's
+        quality: with ``N`` samples well below the number of network parameters it can be near 1
+        (each step right on its samples and noise elsewhere; only the average over steps is
+        right), and a single bad step stands out by far: toggle switch, 400 samples, median
+        1.0, 99th percentile 4-6, one step at 51 that threw the marginals from 0.02 to 0.14 in
+        Hellinger.
     sampling : "tempered" (default), "exact" or "enumerate"
         The measure the fit is done under (see :func:`cupyssa.cme.van._draw`): "tempered"
         samples the proposal ``(1-eps) softmax(alpha logits) + eps uniform`` per conditional

@@ -23,50 +23,46 @@ import numpy as np
 
 
 @numba.njit(parallel=True, cache=True)
-def log_prob_rows(z, n, caps):
-    """``log P(n)`` ``[N]`` from the logits ``z [N, S, M]`` of the states ``n [N, S]``
-    (``0 <= n[:, s] < caps[s]``)."""
+def _log_prob(z, n, caps, g):
+    """``log P(n)`` ``[N]``, and the adjoint written into ``g`` unless ``g`` is empty."""
     N, S, _ = z.shape
+    adjoint = g.shape[0] > 0
     out = np.empty(N)
     for a in numba.prange(N):
         acc = 0.0
         for s in range(S):
             c = caps[s]
-            top = z[a, s, 0]
-            for m in range(1, c):
-                top = max(top, z[a, s, m])
-            total = 0.0
-            for m in range(c):
-                total += math.exp(z[a, s, m] - top)
-            acc += z[a, s, n[a, s]] - top - math.log(total)
-        out[a] = acc
-    return out
-
-
-@numba.njit(parallel=True, cache=True)
-def log_prob_and_logit_adjoint(z, n, caps):
-    """``(log P(n) [N], g [N, S, M])``: :func:`log_prob_rows` and the adjoint of the logits,
-    ``g[a, s, m] = [m == n[a, s]] - softmax(z[a, s, :caps[s]])[m]`` (0 for ``m >= caps[s]``)."""
-    N, S, M = z.shape
-    out = np.empty(N)
-    g = np.zeros((N, S, M))
-    for a in numba.prange(N):
-        acc = 0.0
-        for s in range(S):
-            c = caps[s]
-            top = z[a, s, 0]
+            top = z[a, s, 0]  # the shift that keeps exp finite (logits span hundreds)
             for m in range(1, c):
                 top = max(top, z[a, s, m])
             total = 0.0
             for m in range(c):
                 e = math.exp(z[a, s, m] - top)
-                g[a, s, m] = e
                 total += e
-            inv = 1.0 / total
-            for m in range(c):
-                g[a, s, m] *= -inv
+                if adjoint:
+                    g[a, s, m] = e
             k = n[a, s]
-            g[a, s, k] += 1.0
+            if adjoint:
+                inv = 1.0 / total
+                for m in range(c):
+                    g[a, s, m] *= -inv
+                g[a, s, k] += 1.0
             acc += z[a, s, k] - top - math.log(total)
         out[a] = acc
-    return out, g
+    return out
+
+
+_NO_ADJOINT = np.zeros((0, 0, 0))
+
+
+def log_prob_rows(z, n, caps):
+    """``log P(n)`` ``[N]`` from the logits ``z [N, S, M]`` of the states ``n [N, S]`` (int64,
+    ``0 <= n[:, s] < caps[s]``; ``caps`` [S] int64)."""
+    return _log_prob(z, n, caps, _NO_ADJOINT)
+
+
+def log_prob_and_logit_adjoint(z, n, caps):
+    """``(log P(n) [N], g [N, S, M])``: :func:`log_prob_rows` and the adjoint of the logits,
+    ``g[a, s, m] = [m == n[a, s]] - softmax(z[a, s, :caps[s]])[m]`` (0 for ``m >= caps[s]``)."""
+    g = np.zeros(z.shape)
+    return _log_prob(z, n, caps, g), g

@@ -244,12 +244,15 @@ def test_step_check_measures_the_step_out_of_sample():
     (2, 1.0 / 16, 1.0 / 128, 4, 1),  # the halving to 1/256 does not: the step of 1/128 is kept
 ])
 def test_step_check_halves_while_halving_helps(hidden, h0, h_kept, n_rejected, n_futile):
-    # A tolerance no step can meet, on every state of one species (no sampling noise). The
-    # out-of-sample errors of implicit steps from this law, h = 1, 1/2, ..., 1/256, measured:
-    # NADE 4: 0.052 0.051 0.039 0.032 0.024 0.014 0.0061 0.0035 0.0045 (falling down to 1/128);
-    # NADE 2 from h = 1/16: 0.024 0.014 0.0059 0.0030 0.0034 (rising from 1/128 to 1/256). Each
-    # step is accepted and counted as unresolved; the discarded attempts are counted as rejected.
-    from cupyssa.cme.van import CMEProblem, ReorderedNetwork, VANOptions, _step
+    # A tolerance no step can meet, on every state of one species (no sampling noise, so each
+    # attempt's error is a deterministic function of h). The errors of single steps of
+    # h0, h0/2, ..., h0/64, taken apart below, decide which attempt _step must keep: the last
+    # of the run over which they fall (at most six halvings). The parameters pick laws where
+    # that is the cap (NADE 4: the errors fall all the way) and where a halving raises the
+    # error (NADE 2, at 1/256). Each step is accepted and counted as unresolved; the discarded
+    # attempts are counted as rejected.
+    from cupyssa.cme.van import (CMEProblem, ReorderedNetwork, VANOptions, _batch, _fit, _step,
+                                 step_error)
 
     model, caps = _immigration_death()
     sol = solve(model, t_eval=[0.0, 0.3], caps=caps, sampling="enumerate", hidden=hidden,
@@ -261,18 +264,26 @@ def test_step_check_halves_while_halving_helps(hidden, h0, h_kept, n_rejected, n
     opts = VANOptions(sampling="enumerate", integrator="implicit", step_check=1e-9)
     stats = {"n_clamped": 0, "n_rejected": 0, "n_unresolved": 0, "n_futile_halvings": 0,
              "step_errors": []}
+    states = ar.enumerate_states()
+    batch = _batch(ar, ar, prob, opts, prob.theta, None, states)
+    errors = []
+    for k in range(7):
+        attempt = ar.copy()
+        _fit(attempt, ar, batch, h0 / 2 ** k, opts, None, prob, prob.theta, states, None, {})
+        errors.append(step_error(attempt, ar, batch, h0 / 2 ** k, opts))
+    falls = next((k for k in range(1, 7) if errors[k] >= errors[k - 1]), 7)
+    assert h0 / 2 ** (falls - 1) == h_kept  # the case the parameters name
     before = ar.theta.copy()
-    h = _step(ar, prob, opts, 0.0, h0, np.random.default_rng(0), ar.enumerate_states(), None,
-              stats)
+    h = _step(ar, prob, opts, 0.0, h0, np.random.default_rng(0), states, None, stats)
     assert h == h_kept
     assert stats["n_rejected"] == n_rejected and stats["n_unresolved"] == 1
     assert stats["n_futile_halvings"] == n_futile
-    assert len(stats["step_errors"]) == 1 and stats["step_errors"][0] > 1e-9
+    assert stats["step_errors"] == [errors[falls - 1]]
     # the model holds the kept step: redoing that step alone gives the same parameters
     redo = ar.copy()
     redo.theta = before.copy()
     _step(redo, prob, VANOptions(sampling="enumerate", integrator="implicit"), 0.0, h_kept,
-          np.random.default_rng(0), ar.enumerate_states(), None, dict(stats))
+          np.random.default_rng(0), states, None, dict(stats))
     np.testing.assert_array_equal(redo.theta, ar.theta)
     with pytest.raises(VANError, match="step_check"):
         solve(model, t_eval=[0.0, 0.05], caps=caps, step_check=0.0)

@@ -168,12 +168,14 @@ def toggle(args):
 
 def _start_and_integrator(args):
     """The solve options shared by the toggle, Schlögl and MAPK parts: the integrator, the start,
-    the checkpoint a long run saves and resumes from, the Fisher damping when given, and whether
-    the tempered samples are reweighted to the model's own measure."""
+    the checkpoint a long run saves and resumes from, the Fisher damping when given, whether
+    the tempered samples are reweighted to the model's own measure, and the network's inputs and
+    activation."""
     damping = {} if args.damping is None else {"damping": args.damping}
     return dict(integrator=args.integrator, init_time=args.init_time, init_law=args.init_law,
                 checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                reweight=args.reweight, frontier=args.frontier, **damping)
+                reweight=args.reweight, frontier=args.frontier, activation=args.activation,
+                inputs=args.inputs, **damping)
 
 
 def schlogl2(args):
@@ -290,6 +292,12 @@ def main(argv=None):
     ap.add_argument("--frontier", action="store_true",
                     help="solve(frontier=True): also fit at one-jump successors of the samples "
                          "(toggle, schlogl2, mapk, schlogl3x3)")
+    ap.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh"),
+                    help="solve(activation=...): NADE's hidden activation (toggle, schlogl2, "
+                         "mapk, schlogl3x3)")
+    ap.add_argument("--inputs", default="caps", choices=("caps", "start"),
+                    help="solve(inputs=...): feed the network n / M, or n standardized by the "
+                         "start law (toggle, schlogl2, mapk, schlogl3x3)")
     ap.add_argument("--integrator", default="euler", choices=("euler", "heun", "implicit"),
                     help="solve(integrator=...) of the tdvp step (toggle, schlogl2, mapk, schlogl3x3)")
     ap.add_argument("--init-time", type=float, default=None,

@@ -11,7 +11,8 @@ from cupyssa.cme import MADE, NADE
 from cupyssa.cme.autoregressive import ModelSpecError
 
 CAPS = [2, 3, 4]
-IDS = ["nade", "made"]
+#: the tanh NADE and the MADE are fed standardized inputs (centre and scale off the defaults)
+IDS = ["nade", "nade-tanh-standardized", "made-standardized"]
 #: the gradient tests also take a NADE with equal caps, whose gradient blocks are written
 #: without masking
 GRADIENT_IDS = IDS + ["nade-equal-caps"]
@@ -21,7 +22,10 @@ def _models(equal_caps=False):
     rng = np.random.default_rng(3)
     out = []
     models = [NADE(CAPS, hidden=5, rng=rng, init_scale=0.7),
+              NADE(CAPS, hidden=5, rng=rng, init_scale=0.7, activation="tanh"),
               MADE(CAPS, width=6, depth=2, rng=rng, init_scale=0.7)]
+    for m in models[1:]:
+        m.standardize_inputs([0.5, 1.0, 2.5], [0.4, 1.0, 1.3])
     if equal_caps:
         models.append(NADE([3, 3, 3], hidden=4, rng=rng, init_scale=0.7))
     for m in models:
@@ -151,6 +155,38 @@ def test_bad_input():
         m.log_prob_and_grad(np.array([[2, 0]]))
     with pytest.raises(ModelSpecError):
         m.set_params(np.zeros(3))
+    with pytest.raises(ModelSpecError, match="activation"):
+        NADE([2, 3], activation="relu")
+    with pytest.raises(ModelSpecError, match="shape"):
+        m.standardize_inputs([0.0, 1.0, 2.0], [1.0, 1.0, 1.0])
+    for scale in ([1.0, 0.0], [1.0, np.nan]):
+        with pytest.raises(ModelSpecError, match="scale"):
+            m.standardize_inputs([0.0, 1.0], scale)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_standardized_inputs_feed_the_hidden_units(activation):
+    """NADE's pre-activations with standardized inputs are ``c + sum_{j<i} W_j (n_j - mu_j) /
+    sigma_j`` (written out here), so the conditionals differ from those of ``n_j / M_j``; a
+    product law (zero weights into the outputs) does not see the inputs at all."""
+    caps = [4, 5, 3]
+    m = NADE(caps, hidden=3, rng=np.random.default_rng(0), init_scale=1.0, activation=activation)
+    n = np.array([[0, 4, 2], [3, 1, 0], [2, 2, 1]])
+    mu, sigma = np.array([1.0, 2.0, 0.5]), np.array([0.5, 2.0, 1.0])
+    standardized = m.copy()
+    standardized.standardize_inputs(mu, sigma)
+    W, c, V, b = m._unpack()
+    f = np.tanh if activation == "tanh" else (lambda a: 1 / (1 + np.exp(-a)))
+    u = (n - mu) / sigma
+    for s in range(len(n)):
+        for i in range(3):
+            logits = b[i, :caps[i]] + V[i, :caps[i]] @ f(c + W[:, :i] @ u[s, :i])
+            expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+            assert np.allclose(standardized.conditionals(n[s:s + 1])[0, i, :caps[i]], expected)
+    assert not np.allclose(standardized.log_prob(n), m.log_prob(n))
+    for model in (m, standardized):
+        model.set_product_law([np.log(np.arange(1, k + 1)) for k in caps])
+    assert np.allclose(standardized.log_prob(n), m.log_prob(n))
 
 
 @pytest.mark.parametrize("caps", [(85, 85), (2, 2, 80, 80)])

@@ -171,3 +171,63 @@ def test_bad_init_time():
         solve(model, t_eval=[0, 1], caps=caps, init_time=0.2, init_tol=0.0)
     with pytest.raises(VANError, match="shorter init_time"):
         _law(model, 5.0, [caps[s] for s in model.network.species], max_states=50)
+
+
+def test_inputs_standardized_by_the_start_law(tmp_path):
+    # inputs="start" feeds the network (n - mu) / max(sd, 1) with mu and sd the start law's:
+    # the product law's marginals (computed here from product_short_time_law), the exact law's
+    # weighted moments, or the point mass x0 (sd 0, so scale 1). The product start has zero
+    # weights into the outputs, so the standardization leaves its law exactly as it is.
+    from cupyssa.cme.start import product_short_time_law
+
+    net, params, x0, caps = _two_independent_species()
+    theta = net.parameter_vector(params)
+    laws = product_short_time_law(net, x0, theta, caps, 0.3)
+    mean = np.array([p @ np.arange(len(p)) for p in laws])
+    sd = np.sqrt([p @ (np.arange(len(p)) - m) ** 2 for p, m in zip(laws, mean)])
+    kw = dict(x0=x0, t_eval=[0.0, 0.3], params=params, caps=caps, init_time=0.3,
+              hidden=5, n_samples=50)
+    sol = solve(net, init_law="product", inputs="start", activation="tanh", **kw)
+    ar = sol.distribution(1)
+    assert ar.activation == "tanh"
+    np.testing.assert_allclose(ar.input_center, mean, rtol=1e-12)
+    np.testing.assert_allclose(ar.input_scale, np.maximum(sd, 1.0), rtol=1e-12)
+    assert sd[0] > 1 > sd[1]  # one scale is the law's, the other the floor
+    states = ar.enumerate_states()
+    np.testing.assert_allclose(ar.log_prob(states),
+                               np.log(laws[0][states[:, 0]]) + np.log(laws[1][states[:, 1]]),
+                               rtol=0, atol=1e-12)
+
+    exact = short_time_law(net, x0, theta, caps, 0.3)
+    mu = exact.p @ exact.states / exact.p.sum()
+    sol = solve(net, init_law="exact", inputs="start", **kw)
+    np.testing.assert_allclose(sol.distribution(1).input_center, mu, rtol=1e-12)
+
+    point = solve(net, x0=x0, t_eval=[0.0, 0.1], params=params, caps=caps, hidden=5,
+                  n_samples=50, dt=0.05, inputs="start").distribution(0)
+    np.testing.assert_array_equal(point.input_center, x0)
+    np.testing.assert_array_equal(point.input_scale, [1.0, 1.0])
+
+    with pytest.raises(VANError, match="inputs"):
+        solve(net, inputs="counts", **kw)
+    with pytest.raises(VANError, match="inputs='start'"):
+        solve(net, x0=x0, t_eval=[0.0, 0.1], params=params, caps=caps, inputs="start",
+              model=ar)
+    with pytest.raises(VANError, match="inputs='start'"):
+        solve(net, x0=x0, t_eval=[0.0, 0.1], params=params, caps=caps, inputs="start",
+              initial=lambda n: np.zeros(len(n)))
+
+
+@pytest.mark.parametrize("changed", [dict(inputs="start"), dict(activation="tanh")])
+def test_checkpoint_of_other_inputs_is_refused(tmp_path, changed):
+    # the network's inputs and activation define its law as much as theta does: a checkpoint
+    # written with other ones must not be resumed (same parameter count, another law)
+    net, params, x0, caps = _two_independent_species()
+    path = str(tmp_path / "ck.npz")
+    kw = dict(x0=x0, t_eval=[0.0, 0.2], params=params, caps=caps, init_time=0.1,
+              init_law="product", hidden=4, n_samples=50, dt=0.05, checkpoint=path,
+              checkpoint_every=1)
+    first = solve(net, **kw)
+    with pytest.raises(VANError, match="other inputs or another activation"):
+        solve(net, **kw, **changed)
+    assert solve(net, **kw).stats["resumed_from_step"] == first.stats["steps"]

@@ -12,7 +12,14 @@ returns a :class:`Jacobian` offering exactly these, which NADE computes from its
 forming ``G`` (:class:`NADEJacobian`).
 
 Inputs to the networks are the scaled counts ``u_j = n_j / M_j`` (so every input lies in
-``[0, 1)``, whatever the caps).
+``[0, 1)``, whatever the caps), or, after :meth:`AutoregressiveModel.standardize_inputs`, the
+standardized counts ``u_j = (n_j - mu_j) / sigma_j``. For MADE that is a change of parameters
+(the first layer's bias absorbs the centre); for NADE the centre also shifts each conditional's
+hidden pre-activation by its own amount, which the shared bias ``c`` does not absorb. Either way
+it changes what a fit with fewer samples than parameters does, since a minimum-norm step moves
+the parameters with large gradients most: with ``n_j / M_j``, a law ``sigma_j`` counts wide moves
+the inputs by only ``sigma_j / M_j`` (3x3 Schlögl lattice: 5-10 of 85), so at the start the
+hidden units hardly depend on ``n_<i`` and the gradients of the weights into them are small.
 
 Logits are kept padded to ``[N, S, M_max]`` with ``-inf`` beyond each species' cap; only the
 real entries are parameters.
@@ -37,6 +44,11 @@ def _sigmoid(z):
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
+#: NADE's hidden activations: ``name -> (f, f' as a function of h = f(a))``
+_ACTIVATIONS = {"sigmoid": (_sigmoid, lambda h: h * (1.0 - h)),
+                "tanh": (np.tanh, lambda h: 1.0 - h * h)}
+
+
 class AutoregressiveModel:
     """Base class: caps bookkeeping, ragged softmax, sampling and log-probabilities.
 
@@ -56,6 +68,9 @@ class AutoregressiveModel:
         self.valid = np.arange(self.M_max)[None, :] < caps[:, None]
         #: ``valid``, or None when every entry is (equal caps): no masking pass is needed then
         self._mask = None if self.valid.all() else self.valid
+        #: the network's inputs are ``(n - input_center) / input_scale`` ([S] each)
+        self.input_center = np.zeros(self.S)
+        self.input_scale = caps.astype(float)
         self.theta = np.zeros(0)
 
     # -- parameters ------------------------------------------------------------------------
@@ -97,8 +112,30 @@ class AutoregressiveModel:
         """``[...]`` bool: every ``0 <= n_i < M_i``."""
         return np.all((n >= 0) & (n < self.caps), axis=-1)
 
+    def standardize_inputs(self, center, scale) -> None:
+        """Feed the network ``u_j = (n_j - center_j) / scale_j`` instead of ``n_j / M_j``.
+
+        Parameters
+        ----------
+        center, scale : [S] counts (``scale > 0``), e.g. the mean and standard deviation of the
+            law the network starts from.
+
+        The law the parameters hold changes unless the weights into the outputs are zero (a
+        product law, :meth:`set_product_law`): call it before fitting, not in the middle of an
+        evolution.
+        """
+        center = np.asarray(center, dtype=float)
+        scale = np.asarray(scale, dtype=float)
+        if center.shape != (self.S,) or scale.shape != (self.S,):
+            raise ModelSpecError(f"center and scale must have shape ({self.S},), got "
+                                 f"{center.shape} and {scale.shape}")
+        if not (np.all(np.isfinite(center)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+            raise ModelSpecError("input center must be finite and input scale finite and > 0, got "
+                                 f"{center.tolist()} and {scale.tolist()}")
+        self.input_center, self.input_scale = center, scale
+
     def _scaled(self, n):
-        return n / self.caps
+        return (n - self.input_center) / self.input_scale
 
     # -- core ------------------------------------------------------------------------------
     @property
@@ -357,7 +394,8 @@ class NADEJacobian(Jacobian):
 class NADE(AutoregressiveModel):
     """Neural autoregressive distribution estimator.
 
-    ``a_i = c + W[:, :i] u_<i`` ([H]), ``h_i = sigmoid(a_i)``, ``logits_i = b_i + V_i h_i``.
+    ``a_i = c + W[:, :i] u_<i`` ([H]), ``h_i = f(a_i)``, ``logits_i = b_i + V_i h_i``, with
+    ``f`` the logistic sigmoid (default) or ``tanh``.
 
     Parameter layout of ``theta``: ``W [H, S]``, ``c [H]``, ``V`` (real rows of ``[S, M_max, H]``),
     ``b`` (real entries of ``[S, M_max]``).
@@ -369,12 +407,21 @@ class NADE(AutoregressiveModel):
         Width ``H``.
     rng : numpy Generator, optional
         Initialisation of ``W`` (``N(0, 1/S)``) and ``V`` (``N(0, init_scale^2)``).
+    activation : {"sigmoid", "tanh"}
+        ``f``. With ``tanh`` and standardized inputs (:meth:`standardize_inputs`) a unit at
+        ``c = 0`` is centred on the law, so its ``V_i h_i`` is not one more copy of the bias
+        ``b_i``; with the sigmoid every unit adds ``V_i / 2`` to it.
     """
 
-    def __init__(self, caps, hidden: int = 32, rng=None, init_scale: float = 1e-2):
+    def __init__(self, caps, hidden: int = 32, rng=None, init_scale: float = 1e-2,
+                 activation: str = "sigmoid"):
         super().__init__(caps)
         if int(hidden) < 1:
             raise ModelSpecError(f"hidden must be >= 1, got {hidden}")
+        if activation not in _ACTIVATIONS:
+            raise ModelSpecError(f"unknown activation {activation!r}; choose "
+                                 f"{' or '.join(map(repr, _ACTIVATIONS))}")
+        self.activation = activation
         self.H = H = int(hidden)
         rng = np.random.default_rng(0) if rng is None else rng
         S, Mx = self.S, self.M_max
@@ -416,7 +463,7 @@ class NADE(AutoregressiveModel):
         # a_i = c + sum_{j<i} W[:, j] u_j  (exclusive cumulative sum over j)
         contrib = u[:, :, None] * W.T[None, :, :]  # [N, S, H]
         A = np.cumsum(contrib, axis=1) - contrib + c
-        h = _sigmoid(A)
+        h = _ACTIVATIONS[self.activation][0](A)
         logits = _per_species_matmul(h, V.transpose(0, 2, 1)) + b
         return logits, (u, h, V, W)
 
@@ -424,7 +471,7 @@ class NADE(AutoregressiveModel):
         """``(dA [N, S, H], R [N, S, H])``: adjoints of the pre-activations ``a_i`` and their
         suffix sums ``R_j = sum_{i>j} dA_i`` (what ``W[:, j]`` sees through ``u_j``)."""
         u, h, V, W = cache
-        dA = _per_species_matmul(g, V) * h * (1.0 - h)
+        dA = _per_species_matmul(g, V) * _ACTIVATIONS[self.activation][1](h)
         return dA, np.cumsum(dA[:, ::-1], axis=1)[:, ::-1] - dA
 
     def _jacobian(self, cache, g):
@@ -459,11 +506,13 @@ class NADE(AutoregressiveModel):
     def _sampler(self, N):
         W, c, V, b = self._unpack()
         A = np.broadcast_to(c, (N, self.H)).copy()
+        f = _ACTIVATIONS[self.activation][0]
+        center, scale = self.input_center, self.input_scale
 
         def step(n, i):
             if i > 0:
-                A[:] += (n[:, i - 1] / self.caps[i - 1])[:, None] * W[:, i - 1]
-            return _sigmoid(A) @ V[i].T + b[i]
+                A[:] += ((n[:, i - 1] - center[i - 1]) / scale[i - 1])[:, None] * W[:, i - 1]
+            return f(A) @ V[i].T + b[i]
         return step
 
 

@@ -75,7 +75,8 @@ def _blas_limit(n):
 def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
           caps: Mapping | Sequence | None = None, species_order: Sequence[str] | None = None,
           model: str | AutoregressiveModel = "nade",
-          hidden: int = 32, width: int = 32, depth: int = 2, dt: float = 1e-2,
+          hidden: int = 32, width: int = 32, depth: int = 2, activation: str = "sigmoid",
+          inputs: str = "caps", dt: float = 1e-2,
           n_samples: int = 1000, n_iter: int | None = None, lr: float | None = None,
           damping: float = 1e-4, courant: float = 0.2, step_check: float | None = None,
           sampling: str = "tempered",
@@ -112,6 +113,18 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     model : "nade", "made" or an AutoregressiveModel instance (its parameters are the start;
         its columns follow ``species_order``)
     hidden : NADE width; width, depth : MADE shape
+    activation : {"sigmoid", "tanh"}
+        NADE's hidden activation (see :class:`~cupyssa.cme.NADE`).
+    inputs : {"caps", "start"}
+        What the network is fed: ``"caps"``, the counts over the caps ``n_j / M_j``; ``"start"``,
+        the counts standardized by the start law, ``(n_j - mu_j) / max(sigma_j, 1)`` with
+        ``mu_j`` and ``sigma_j`` that law's mean and standard deviation of species ``j``
+        (:meth:`~cupyssa.cme.AutoregressiveModel.standardize_inputs`). ``"start"`` needs a start
+        law known before the evolution: ``init_time``, or the smoothed point mass ``x0`` (no
+        ``initial``, no ``model`` instance). On the 3x3 Schlögl lattice, with
+        ``activation="tanh"``, it brought the nine single-site marginals within 0.020 of SSA at
+        t = 0.25 where ``n_j / M_j`` and the sigmoid left them within 0.033-0.035
+        (``benchmarks/RESULTS.md``, session 27).
     dt : largest time step (with the explicit integrators the step is also limited by
         ``courant / q99(|E|)``; the implicit step is always ``dt``, or what is left to the next
         output time). With fewer samples than network parameters it can set the Monte-Carlo
@@ -275,6 +288,12 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
             raise VANError(f"init_tol must be in (0, 1), got {init_tol!r}")
     if init_law not in ("exact", "product"):
         raise VANError(f"unknown init_law {init_law!r}; choose 'exact' or 'product'")
+    if inputs not in ("caps", "start"):
+        raise VANError(f"unknown inputs {inputs!r}; choose 'caps' or 'start'")
+    if inputs == "start" and init_time is None and (
+            initial is not None or isinstance(model, AutoregressiveModel)):
+        raise VANError("inputs='start' standardizes the network's inputs by the start law: it "
+                       "needs init_time or the point mass x0, not initial or a model instance")
     if method not in _DEFAULTS:
         raise VANError(f"unknown method {method!r}; choose 'tdvp', 'natgrad' or 'adam'")
     d_iter, d_lr = _DEFAULTS[method]
@@ -292,8 +311,11 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
             raise VANError(f"model caps {model.caps.tolist()} differ from caps {capv.tolist()}")
         ar = model.copy()
     else:
-        ar = make_model(model, capv, rng, hidden=hidden, width=width, depth=depth)
+        ar = make_model(model, capv, rng, hidden=hidden, width=width, depth=depth,
+                        activation=activation)
         if initial is None:
+            if inputs == "start" and init_time is None:
+                ar.standardize_inputs(x, np.ones(len(x)))
             ar.set_marginal_bias(point_mass_log_probs(x, capv, init_width))
         else:
             enumerated = ar.enumerate_states() if sampling == "enumerate" else None
@@ -321,21 +343,29 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
             thetas, stats = evolve(prob, ar, t_eval, opts)
         else:
             thetas, stats = _evolve_from_short_time_law(prob, ar, t_eval, opts, init_time,
-                                                        init_law, init_tol, init_iter)
+                                                        init_law, init_tol, init_iter,
+                                                        standardize=inputs == "start")
     return VANSolution(t_eval, system.species, ar, thetas, stats, method,
                        n_output_samples=n_output_samples, seed=seed)
 
 
 def _evolve_from_short_time_law(prob, model, t_eval, opts, init_time, init_law, init_tol,
-                                init_iter):
+                                init_iter, standardize=False):
     """:func:`~cupyssa.cme.van.evolve` started from the law at ``t_eval[0] + init_time``
-    (:mod:`cupyssa.cme.start`; ``init_law`` "exact" or "product"). The parameters reported at
-    ``t_eval[0]`` stay those of the smoothed point mass that ``model`` holds on entry."""
+    (:mod:`cupyssa.cme.start`; ``init_law`` "exact" or "product"), with the network's inputs
+    standardized by that law if ``standardize``. The parameters reported at ``t_eval[0]`` stay
+    those of the smoothed point mass that ``model`` holds on entry (with the inputs the network
+    has on exit)."""
     t0 = float(t_eval[0])
     at_t0 = model.theta.copy()
     if init_law == "product":
         laws = product_short_time_law(prob.network, prob.x0, prob.rates(t0), prob.caps,
                                       init_time)
+        if standardize:
+            values = [np.arange(len(p)) for p in laws]
+            mean = np.array([p @ v for p, v in zip(laws, values)])
+            var = np.array([p @ (v - m) ** 2 for p, v, m in zip(laws, values, mean)])
+            _standardize(model, mean, var)
         # log 0 (states out of reach by then) floored: log-probabilities stay finite
         model.set_product_law([np.log(np.maximum(p, _FLOOR)) for p in laws])
         info = dict(init_law="product")
@@ -348,6 +378,9 @@ def _evolve_from_short_time_law(prob, model, t_eval, opts, init_time, init_law, 
         # (toggle switch, init_time=0.1, 400 samples: from the point mass's tails 1,720 steps
         # to t = 0.2 and Hellinger 0.11 there; from flat ones 162 steps to t = 0.5, and 0.015
         # at t = 0.2)
+        if standardize:
+            mean = law.p @ law.states / law.p.sum()
+            _standardize(model, mean, law.p @ (law.states - mean) ** 2 / law.p.sum())
         model.set_marginal_bias([np.zeros(int(c)) for c in prob.caps])
         kl = fit_to_law(model, law.states, law.p, max_iter=init_iter)
         info = dict(init_law="exact", init_states=len(law.states), init_depth=law.depth,
@@ -361,6 +394,12 @@ def _evolve_from_short_time_law(prob, model, t_eval, opts, init_time, init_law, 
     thetas = np.concatenate([at_t0[None, :], thetas])
     stats.update(info)
     return thetas, stats
+
+
+def _standardize(model, mean, var):
+    """Inputs ``(n - mean) / max(sd, 1)``: a start narrower than one count would make the
+    inputs of the later, wider law large, and the hidden units saturate on it."""
+    model.standardize_inputs(mean, np.maximum(np.sqrt(var), 1.0))
 
 
 #: probability floor of the product start's states that are out of reach by ``init_time``

@@ -122,9 +122,10 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         (:meth:`~cupyssa.cme.AutoregressiveModel.standardize_inputs`). ``"start"`` needs a start
         law known before the evolution: ``init_time``, or the smoothed point mass ``x0`` (no
         ``initial``, no ``model`` instance). On the 3x3 Schlögl lattice, with
-        ``activation="tanh"``, it brought the nine single-site marginals within 0.020 of SSA at
-        t = 0.25 where ``n_j / M_j`` and the sigmoid left them within 0.033-0.035
-        (``benchmarks/RESULTS.md``, session 27).
+        ``activation="tanh"``, it brought the nine single-site marginals within 0.020-0.022 of
+        SSA at t = 0.25 (two seeds) where ``n_j / M_j`` and the sigmoid left them within
+        0.033-0.035, but by t = 0.5 the last sites of the factorization order had drifted to
+        0.050 (0.033-0.036 with the defaults; ``benchmarks/RESULTS.md``, session 27).
     dt : largest time step (with the explicit integrators the step is also limited by
         ``courant / q99(|E|)``; the implicit step is always ``dt``, or what is left to the next
         output time). With fewer samples than network parameters it can set the Monte-Carlo

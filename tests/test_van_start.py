@@ -173,7 +173,7 @@ def test_bad_init_time():
         _law(model, 5.0, [caps[s] for s in model.network.species], max_states=50)
 
 
-def test_inputs_standardized_by_the_start_law(tmp_path):
+def test_inputs_standardized_by_the_start_law():
     # inputs="start" feeds the network (n - mu) / max(sd, 1) with mu and sd the start law's:
     # the product law's marginals (computed here from product_short_time_law), the exact law's
     # weighted moments, or the point mass x0 (sd 0, so scale 1). The product start has zero
@@ -231,3 +231,13 @@ def test_checkpoint_of_other_inputs_is_refused(tmp_path, changed):
     with pytest.raises(VANError, match="other inputs or another activation"):
         solve(net, **kw, **changed)
     assert solve(net, **kw).stats["resumed_from_step"] == first.stats["steps"]
+    # a checkpoint written before the definition was recorded holds a network as built: it
+    # resumes with the defaults and is refused with anything else
+    with np.load(path) as z:
+        older = {k: z[k] for k in z.files
+                 if k not in ("input_center", "input_scale", "activation")}
+    np.savez(path, **older)
+    assert solve(net, **kw).stats["resumed_from_step"] == first.stats["steps"]
+    np.savez(path, **older)
+    with pytest.raises(VANError, match="other inputs or another activation"):
+        solve(net, **kw, **changed)

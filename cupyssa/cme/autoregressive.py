@@ -47,6 +47,8 @@ def _sigmoid(z):
 #: NADE's hidden activations: ``name -> (f, f' as a function of h = f(a))``
 _ACTIVATIONS = {"sigmoid": (_sigmoid, lambda h: h * (1.0 - h)),
                 "tanh": (np.tanh, lambda h: 1.0 - h * h)}
+#: NADE's activation unless another is chosen
+DEFAULT_ACTIVATION = "sigmoid"
 
 
 class AutoregressiveModel:
@@ -69,8 +71,7 @@ class AutoregressiveModel:
         #: ``valid``, or None when every entry is (equal caps): no masking pass is needed then
         self._mask = None if self.valid.all() else self.valid
         #: the network's inputs are ``(n - input_center) / input_scale`` ([S] each)
-        self.input_center = np.zeros(self.S)
-        self.input_scale = caps.astype(float)
+        self.input_center, self.input_scale = self._default_inputs()
         self.theta = np.zeros(0)
 
     # -- parameters ------------------------------------------------------------------------
@@ -136,6 +137,18 @@ class AutoregressiveModel:
 
     def _scaled(self, n):
         return (n - self.input_center) / self.input_scale
+
+    def _default_inputs(self):
+        """Centre 0 and scale the caps: inputs ``n / M``."""
+        return np.zeros(self.S), self.caps.astype(float)
+
+    def definition(self, as_built: bool = False) -> dict:
+        """What defines the law besides ``theta`` and the caps: the inputs' centre and scale
+        (and NADE's activation), as arrays; ``as_built``: those a model has before
+        :meth:`standardize_inputs`, with the constructor's defaults."""
+        center, scale = self._default_inputs() if as_built else (self.input_center,
+                                                                   self.input_scale)
+        return {"input_center": center, "input_scale": scale}
 
     # -- core ------------------------------------------------------------------------------
     @property
@@ -414,7 +427,7 @@ class NADE(AutoregressiveModel):
     """
 
     def __init__(self, caps, hidden: int = 32, rng=None, init_scale: float = 1e-2,
-                 activation: str = "sigmoid"):
+                 activation: str = DEFAULT_ACTIVATION):
         super().__init__(caps)
         if int(hidden) < 1:
             raise ModelSpecError(f"hidden must be >= 1, got {hidden}")
@@ -449,6 +462,10 @@ class NADE(AutoregressiveModel):
     @property
     def _output_weights(self) -> slice:
         return slice(self._offsets[2], self._offsets[3])  # V
+
+    def definition(self, as_built: bool = False) -> dict:
+        return {**super().definition(as_built),
+                "activation": np.array(DEFAULT_ACTIVATION if as_built else self.activation)}
 
     def set_marginal_bias(self, log_probs) -> None:
         """Set ``b_i`` so that, ignoring ``V``, conditional ``i`` is ``log_probs[i]`` ([M_i])."""

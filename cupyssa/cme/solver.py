@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..models import Model
-from .autoregressive import AutoregressiveModel
+from .autoregressive import DEFAULT_ACTIVATION, AutoregressiveModel
 from .solution import VANSolution
 from .start import fit_to_law, product_short_time_law, short_time_law
 from .van import (CMEProblem, ReorderedNetwork, VANError, VANOptions, evolve, fit_initial,
@@ -75,7 +75,7 @@ def _blas_limit(n):
 def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
           caps: Mapping | Sequence | None = None, species_order: Sequence[str] | None = None,
           model: str | AutoregressiveModel = "nade",
-          hidden: int = 32, width: int = 32, depth: int = 2, activation: str = "sigmoid",
+          hidden: int = 32, width: int = 32, depth: int = 2, activation: str = DEFAULT_ACTIVATION,
           inputs: str = "caps", dt: float = 1e-2,
           n_samples: int = 1000, n_iter: int | None = None, lr: float | None = None,
           damping: float = 1e-4, courant: float = 0.2, step_check: float | None = None,
@@ -363,10 +363,7 @@ def _evolve_from_short_time_law(prob, model, t_eval, opts, init_time, init_law, 
         laws = product_short_time_law(prob.network, prob.x0, prob.rates(t0), prob.caps,
                                       init_time)
         if standardize:
-            values = [np.arange(len(p)) for p in laws]
-            mean = np.array([p @ v for p, v in zip(laws, values)])
-            var = np.array([p @ (v - m) ** 2 for p, v, m in zip(laws, values, mean)])
-            _standardize(model, mean, var)
+            _standardize(model, *np.transpose([_moments(np.arange(len(p)), p) for p in laws]))
         # log 0 (states out of reach by then) floored: log-probabilities stay finite
         model.set_product_law([np.log(np.maximum(p, _FLOOR)) for p in laws])
         info = dict(init_law="product")
@@ -380,8 +377,7 @@ def _evolve_from_short_time_law(prob, model, t_eval, opts, init_time, init_law, 
         # to t = 0.2 and Hellinger 0.11 there; from flat ones 162 steps to t = 0.5, and 0.015
         # at t = 0.2)
         if standardize:
-            mean = law.p @ law.states / law.p.sum()
-            _standardize(model, mean, law.p @ (law.states - mean) ** 2 / law.p.sum())
+            _standardize(model, *_moments(law.states, law.p))
         model.set_marginal_bias([np.zeros(int(c)) for c in prob.caps])
         kl = fit_to_law(model, law.states, law.p, max_iter=init_iter)
         info = dict(init_law="exact", init_states=len(law.states), init_depth=law.depth,
@@ -395,6 +391,13 @@ def _evolve_from_short_time_law(prob, model, t_eval, opts, init_time, init_law, 
     thetas = np.concatenate([at_t0[None, :], thetas])
     stats.update(info)
     return thetas, stats
+
+
+def _moments(values, weights):
+    """Mean and variance of ``values`` ([K] or [K, S]) under ``weights`` ([K], unnormalized)."""
+    w = weights / weights.sum()
+    mean = w @ values
+    return mean, w @ (values - mean) ** 2
 
 
 def _standardize(model, mean, var):

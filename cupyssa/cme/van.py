@@ -154,7 +154,8 @@ import scipy.sparse as sp
 from scipy.linalg import cho_factor, cho_solve
 
 from ..errors import CupyssaError
-from .autoregressive import NADE, MADE, AutoregressiveModel, DenseJacobian
+from .autoregressive import (DEFAULT_ACTIVATION, NADE, MADE, AutoregressiveModel,
+                             DenseJacobian)
 from .sampling import effective_sample_size, psis
 
 __all__ = ["CMEProblem", "VANOptions", "VANError", "ReorderedNetwork", "Flows", "evolve",
@@ -743,13 +744,6 @@ def _save_checkpoint(path, state):
     os.replace(tmp, path)
 
 
-def _network_definition(model):
-    """What defines the network's law besides ``theta`` and the caps: its inputs' centre and
-    scale, and (NADE) its activation."""
-    return {"input_center": model.input_center, "input_scale": model.input_scale,
-            "activation": np.array(getattr(model, "activation", ""))}
-
-
 def _load_checkpoint(path, model, t_eval):
     with np.load(path, allow_pickle=False) as z:
         state = {k: z[k] for k in z.files}
@@ -757,11 +751,10 @@ def _load_checkpoint(path, model, t_eval):
         raise VANError(f"checkpoint {path!r} was written for a different model (parameters or caps)")
     if not np.array_equal(state["t_eval"], t_eval):
         raise VANError(f"checkpoint {path!r} was written for a different t_eval")
-    now = _network_definition(model)
-    # checkpoints written before these were recorded used the defaults
-    legacy = {"input_center": np.zeros(model.S), "input_scale": model.caps.astype(float),
-              "activation": np.array("sigmoid" if isinstance(model, NADE) else "")}
-    if not all(np.array_equal(state.get(k, legacy[k]), v) for k, v in now.items()):
+    # checkpoints written before the definition was recorded had the one a model is built with
+    as_built = model.definition(as_built=True)
+    if not all(np.array_equal(state.get(k, as_built[k]), v)
+               for k, v in model.definition().items()):
         raise VANError(f"checkpoint {path!r} was written for a network with other inputs or "
                        "another activation (solve's inputs= and activation=)")
     state["rng"] = json.loads(str(state["rng"]))
@@ -823,7 +816,7 @@ def evolve(prob: CMEProblem, model: AutoregressiveModel, t_eval, opts: VANOption
                     "theta": model.theta, "thetas": thetas, "t": np.array(t), "step": np.array(step),
                     "k_next": np.array(k_next), "adam_k": np.array(adam["k"]), "adam_m": adam["m"],
                     "adam_v": adam["v"], "caps": model.caps, "t_eval": t_eval,
-                    **_network_definition(model),
+                    **model.definition(),
                     "n_clamped": np.array(stats["n_clamped"]), "rng": rng.bit_generator.state})
             if opts.callback is not None:
                 opts.callback(step, t, model)
@@ -843,7 +836,7 @@ def make_model(kind: str, caps, rng, **kw) -> AutoregressiveModel:
     """``"nade"`` (``hidden``, ``activation``) or ``"made"`` (``width``, ``depth``)."""
     if kind == "nade":
         return NADE(caps, hidden=kw.get("hidden", 32), rng=rng,
-                    activation=kw.get("activation", "sigmoid"))
+                    activation=kw.get("activation", DEFAULT_ACTIVATION))
     if kind == "made":
         return MADE(caps, width=kw.get("width", 32), depth=kw.get("depth", 2), rng=rng)
     raise VANError(f"unknown model {kind!r}; choose 'nade' or 'made'")

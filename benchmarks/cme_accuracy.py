@@ -169,12 +169,13 @@ def toggle(args):
 def _start_and_integrator(args):
     """The solve options shared by the toggle, Schlögl and MAPK parts: the integrator, the start,
     the checkpoint a long run saves and resumes from, the Fisher damping when given, whether
-    the tempered samples are reweighted to the model's own measure, and the network's inputs and
-    activation."""
+    the tempered samples are reweighted to the model's own measure, and the network's inputs,
+    activation and output weights."""
     damping = {} if args.damping is None else {"damping": args.damping}
     return dict(integrator=args.integrator, init_time=args.init_time, init_law=args.init_law,
                 checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                 reweight=args.reweight, frontier=args.frontier, activation=args.activation,
+                output_degree=args.output_degree, center_outputs=args.center_outputs,
                 inputs=args.inputs, **damping)
 
 
@@ -295,6 +296,12 @@ def main(argv=None):
     ap.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh"),
                     help="solve(activation=...): NADE's hidden activation (toggle, schlogl2, "
                          "mapk, schlogl3x3)")
+    ap.add_argument("--output-degree", type=int, default=None,
+                    help="solve(output_degree=...): NADE's output weights polynomials of this "
+                         "degree in the value (toggle, schlogl2, mapk, schlogl3x3)")
+    ap.add_argument("--center-outputs", action="store_true",
+                    help="solve(center_outputs=True): Fisher solves in centred output "
+                         "coordinates (toggle, schlogl2, mapk, schlogl3x3)")
     ap.add_argument("--inputs", default="caps", choices=("caps", "start"),
                     help="solve(inputs=...): feed the network n / M, or n standardized by the "
                          "start law (toggle, schlogl2, mapk, schlogl3x3)")

@@ -11,8 +11,9 @@ from cupyssa.cme import MADE, NADE
 from cupyssa.cme.autoregressive import ModelSpecError
 
 CAPS = [2, 3, 4]
-#: the tanh NADE and the MADE are fed standardized inputs (centre and scale off the defaults)
-IDS = ["nade", "nade-tanh-standardized", "made-standardized"]
+#: the tanh NADE and the MADE are fed standardized inputs (centre and scale off the defaults);
+#: the last NADE has polynomial output weights of degree 2 (1 on the species of cap 2)
+IDS = ["nade", "nade-tanh-standardized", "made-standardized", "nade-output-degree-2"]
 #: the gradient tests also take a NADE with equal caps, whose gradient blocks are written
 #: without masking
 GRADIENT_IDS = IDS + ["nade-equal-caps"]
@@ -23,7 +24,8 @@ def _models(equal_caps=False):
     out = []
     models = [NADE(CAPS, hidden=5, rng=rng, init_scale=0.7),
               NADE(CAPS, hidden=5, rng=rng, init_scale=0.7, activation="tanh"),
-              MADE(CAPS, width=6, depth=2, rng=rng, init_scale=0.7)]
+              MADE(CAPS, width=6, depth=2, rng=rng, init_scale=0.7),
+              NADE(CAPS, hidden=5, rng=rng, init_scale=0.7, activation="tanh", output_degree=2)]
     for m in models[1:]:
         m.standardize_inputs([0.5, 1.0, 2.5], [0.4, 1.0, 1.3])
     if equal_caps:
@@ -231,3 +233,82 @@ def test_fused_softmax_kernels_match_numpy(caps, seed):
     np.testing.assert_allclose(lp, lp_ref, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(g, g_ref, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(log_prob_rows(z, n, caps), lp)
+
+
+@pytest.mark.parametrize("cap, degree", [(85, 2), (7, 3), (3, 4), (2, 2), (1, 2)])
+def test_legendre_output_basis(cap, degree):
+    """``Phi [M, k]``, ``k = min(degree, M - 1)``: orthonormal over ``m = 0..M-1``, orthogonal
+    to the constant, and spanning every polynomial of degree <= k up to a constant (here
+    ``(m / M)^d``, projected: the residual is round-off)."""
+    from cupyssa.cme.autoregressive import _legendre_basis
+    B = _legendre_basis(cap, degree)
+    k = min(degree, cap - 1)
+    assert B.shape == (cap, k)
+    np.testing.assert_allclose(B.T @ B, np.eye(k), atol=1e-12)
+    np.testing.assert_allclose(B.sum(axis=0), 0.0, atol=1e-12)
+    x = np.arange(cap) / cap
+    for d in range(1, k + 1):
+        p = x ** d - (x ** d).mean()
+        np.testing.assert_allclose(B @ (B.T @ p), p, atol=1e-12)
+
+
+@pytest.mark.parametrize("degree", [1, 2])
+def test_output_degree_tilts_the_conditionals_by_polynomials(degree):
+    """With ``output_degree = r`` the history ``n_<i`` changes a conditional's logits only by a
+    polynomial of degree <= r in ``m`` (up to a constant): the (r + 1)-th differences over ``m``
+    of ``log P(m | n_<i) - log P(m | n'_<i)`` vanish, while those of a free ``V`` do not."""
+    caps = [4, 3, 9]
+    rng = np.random.default_rng(5)
+    tilted = NADE(caps, hidden=3, rng=rng, init_scale=1.0, output_degree=degree)
+    free = NADE(caps, hidden=3, rng=rng, init_scale=1.0)
+    assert tilted.n_params == free.n_params - 3 * (sum(caps) - sum(min(degree, c - 1) for c in caps))
+    for m in (tilted, free):
+        m.theta = m.theta + rng.normal(0, 0.5, m.n_params)
+    n, other = np.array([[0, 0, 0]]), np.array([[3, 2, 0]])
+    i = 2
+    change = {id(m): np.log(m.conditionals(other)[0, i] / m.conditionals(n)[0, i])
+              for m in (tilted, free)}
+    high = np.diff(change[id(tilted)], n=degree + 1)
+    np.testing.assert_allclose(high, 0.0, atol=1e-11)
+    assert np.abs(np.diff(change[id(free)], n=degree + 1)).max() > 1e-2
+    with pytest.raises(ModelSpecError, match="output_degree"):
+        NADE(caps, hidden=3, output_degree=0)
+
+
+@pytest.mark.parametrize("degree", [None, 2])
+def test_centred_outputs_are_a_change_of_coordinates(degree):
+    """Inside ``centred_outputs(n, w)`` the Jacobian ``J'`` is that of the coordinates
+    ``b'_i = b_i + V_i hbar_i``: ``J' d = J to_theta(d)`` for every step ``d`` (the law moves the
+    same way), every product of ``J'`` agrees with its assembled rows, and the output weights'
+    columns lose exactly the ``w``-mean of the hidden units. Outside, the Jacobian is as before."""
+    rng = np.random.default_rng(11)
+    m = NADE(CAPS, hidden=4, rng=rng, init_scale=0.7, activation="tanh", output_degree=degree)
+    m.theta = m.theta + rng.normal(0, 0.4, m.n_params)
+    n = m.sample(40, rng)[0]
+    w = rng.random(40)
+    w /= w.sum()
+    plain = m.log_prob_and_jacobian(n)[1].dense()
+    with m.centred_outputs(n, w) as to_theta:
+        J = m.log_prob_and_jacobian(n)[1]
+        centred = J.dense()
+        v = rng.normal(size=40)
+        np.testing.assert_allclose(J.gram(), centred @ centred.T, atol=1e-12)
+        np.testing.assert_allclose(J.rmatvec(v), centred.T @ v, atol=1e-12)
+        C = sp.random(7, 40, density=0.2, random_state=1, format="csr")
+        np.testing.assert_allclose(J.left_multiply(C), C @ centred, atol=1e-12)
+        np.testing.assert_allclose(m.log_prob_and_grad(n)[1], centred, atol=1e-13)
+    for _ in range(3):
+        d = rng.normal(size=m.n_params)
+        np.testing.assert_allclose(centred @ d, plain @ to_theta(d), atol=1e-11)
+    # the hidden layers' and the biases' columns are unchanged; the output weights' are not
+    h = m._logits(n)[1][1]
+    hbar = np.einsum("n,nsh->sh", w, h)
+    o = m._offsets
+    np.testing.assert_array_equal(centred[:, :o[2]], plain[:, :o[2]])
+    np.testing.assert_array_equal(centred[:, o[3]:], plain[:, o[3]:])
+    for i, _, v_block, b_block in m._output_blocks():
+        g = plain[:, b_block]  # d log P / d b_i = g_i
+        gv = g if degree is None else g @ m._basis[i]
+        np.testing.assert_allclose(centred[:, v_block].reshape(40, -1, 4),
+                                   gv[:, :, None] * (h[:, i] - hbar[i])[:, None, :], atol=1e-13)
+    np.testing.assert_array_equal(m.log_prob_and_jacobian(n)[1].dense(), plain)

@@ -27,6 +27,8 @@ real entries are parameters.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..errors import CupyssaError
@@ -272,6 +274,21 @@ class AutoregressiveModel:
         return np.stack([g.reshape(-1) for g in grids], axis=1)
 
 
+def _legendre_basis(cap: int, degree: int) -> np.ndarray:
+    """``[cap, k]``, ``k = min(degree, cap - 1)``: the Legendre polynomials of degrees ``1..k``
+    on ``m = 0..cap-1`` (mapped to [-1, 1]), made orthonormal over those points and orthogonal
+    to the constant (which the softmax ignores)."""
+    k = min(degree, cap - 1)
+    if k == 0:
+        return np.zeros((cap, 0))
+    x = np.linspace(-1.0, 1.0, cap)
+    P = np.polynomial.legendre.legvander(x, k)[:, 1:]
+    # Gram-Schmidt in degree order, against the constant too: the basis spans the polynomials
+    # of degree <= k modulo constants, whatever the points do to Legendre's orthogonality
+    q, _ = np.linalg.qr(P - P.mean(axis=0))
+    return q
+
+
 def _per_species_matmul(x, M):
     """``out[n, s] = x[n, s] @ M[s]`` for ``x [N, S, A]`` and ``M [S, A, B]`` -> ``[N, S, B]``
     (C-ordered: the reductions over ``B`` that follow run 1.5x faster on it): one BLAS product per
@@ -346,7 +363,10 @@ class NADEJacobian(Jacobian):
     def __init__(self, model, cache, g, dA, R):
         u, h, V, W = cache
         N = g.shape[0]
-        self.model, self.cache, self.g, self.h, self.dA, self.R = model, cache, g, h, dA, R
+        self.model, self.cache, self.g, self.dA, self.R = model, cache, g, dA, R
+        #: what the output weights' columns take for the hidden units (``h - hbar`` in
+        #: centred coordinates)
+        self.h = model._output_inputs(h)
         self.shape = (N, model.n_params)
         #: [N, H S + H] the ``W`` and ``c`` blocks of ``G``, laid out as in ``theta``
         self.small = np.concatenate([(R * u[:, :, None]).transpose(0, 2, 1).reshape(N, -1),
@@ -358,12 +378,19 @@ class NADEJacobian(Jacobian):
 
     def gram(self):
         K = self.small @ self.small.T
-        for i, cap in enumerate(self.model.caps):
+        m = self.model
+        for i, cap in enumerate(m.caps):
             g = self.g[:, i, :cap]  # the real entries only
             h = self.h[:, i]
             block = h @ h.T
-            block += 1.0
-            block *= g @ g.T
+            gg = g @ g.T
+            if m._basis[i] is None:  # (g g^T) * (h h^T + 1)
+                block += 1.0
+                block *= gg
+            else:  # (g Phi Phi^T g^T) * (h h^T) + g g^T
+                gv = m._output_adjoint(g, i)
+                block *= gv @ gv.T
+                block += gg
             K += block
         return K
 
@@ -374,12 +401,16 @@ class NADEJacobian(Jacobian):
         out[o[0]:o[2]] = self.small.T @ v
         gv = self.g * v[:, None, None]  # [N, S, M]
         dV = np.matmul(gv.transpose(1, 2, 0), self.h.transpose(1, 0, 2))  # [S, M, H]
-        out[o[2]:o[3]] = dV[m._vmask]
+        if m.output_degree is None:
+            out[o[2]:o[3]] = dV[m._vmask]
+        else:
+            for i, cap, v_block, _ in m._output_blocks():
+                out[v_block] = (m._basis[i].T @ dV[i, :cap]).reshape(-1)
         out[o[3]:o[4]] = gv.sum(axis=0)[m.valid]
         return out
 
     def dense(self):
-        return self.model._backward(self.cache, self.g, self.dA, self.R)
+        return self.model._backward(self.cache, self.g, self.dA, self.R, self.h)
 
     def left_multiply(self, C):
         """``C G`` from the factors: row ``r`` of the ``V`` block of species ``i`` is
@@ -399,7 +430,8 @@ class NADEJacobian(Jacobian):
         cols[filled], vals[filled] = C.indices, C.data
         for i, cap, v_block, b_block in m._output_blocks():
             g = self.g[cols, i, :cap] * vals[:, :, None]  # [R, J, M_i]
-            out[:, v_block] = np.matmul(g.transpose(0, 2, 1), self.h[cols, i]).reshape(R, -1)
+            gv = m._output_adjoint(g, i)
+            out[:, v_block] = np.matmul(gv.transpose(0, 2, 1), self.h[cols, i]).reshape(R, -1)
             out[:, b_block] = g.sum(axis=1)
         return out
 
@@ -410,8 +442,9 @@ class NADE(AutoregressiveModel):
     ``a_i = c + W[:, :i] u_<i`` ([H]), ``h_i = f(a_i)``, ``logits_i = b_i + V_i h_i``, with
     ``f`` the logistic sigmoid (default) or ``tanh``.
 
-    Parameter layout of ``theta``: ``W [H, S]``, ``c [H]``, ``V`` (real rows of ``[S, M_max, H]``),
-    ``b`` (real entries of ``[S, M_max]``).
+    Parameter layout of ``theta``: ``W [H, S]``, ``c [H]``, the output weights (``V``: real
+    rows of ``[S, M_max, H]``; with ``output_degree`` ``C``: ``[k_i, H]`` per species), ``b``
+    (real entries of ``[S, M_max]``).
 
     Parameters
     ----------
@@ -424,10 +457,25 @@ class NADE(AutoregressiveModel):
         ``f``. With ``tanh`` and standardized inputs (:meth:`standardize_inputs`) a unit at
         ``c = 0`` is centred on the law, so its ``V_i h_i`` is not one more copy of the bias
         ``b_i``; with the sigmoid every unit adds ``V_i / 2`` to it.
+    output_degree : int, optional
+        Restrict the output weights to polynomials in the value: ``V_i = Phi_i C_i`` with
+        ``Phi_i [M_i, k_i]`` the Legendre polynomials of degrees ``1..k_i`` in ``m``
+        (``k_i = min(output_degree, M_i - 1)``), orthonormal over ``m = 0..M_i-1``. The
+        biases ``b_i`` keep every value's own parameter, so the marginal of a conditional is
+        as free as before, while the hidden units can only tilt it: with degree 2, shift its
+        mean and scale its width as functions of ``n_<i``. ``None`` (default): ``V_i`` free,
+        ``M_i H`` parameters per species instead of ``k_i H``. Why: on the 3x3 Schlögl
+        lattice (caps 85, ``H`` 8) the free ``V`` is 6,120 of the 6,965 parameters, and a
+        step's fit to 2,000 samples puts its noise there; the hidden units then lose their
+        spread over the law, and the law its correlations. With degree 2 (and
+        ``solve(center_outputs=True)``) that lattice's law keeps SSA's neighbour covariances
+        (``benchmarks/RESULTS.md``, session 28). It is a restriction, for wide unimodal
+        conditionals: on a small toggle switch (caps 2, 2, 12, 12) degree 2 left the marginals
+        0.01-0.06 from FSP where the free ``V`` came within 0.002-0.017.
     """
 
     def __init__(self, caps, hidden: int = 32, rng=None, init_scale: float = 1e-2,
-                 activation: str = DEFAULT_ACTIVATION):
+                 activation: str = DEFAULT_ACTIVATION, output_degree: int | None = None):
         super().__init__(caps)
         if int(hidden) < 1:
             raise ModelSpecError(f"hidden must be >= 1, got {hidden}")
@@ -439,7 +487,16 @@ class NADE(AutoregressiveModel):
         rng = np.random.default_rng(0) if rng is None else rng
         S, Mx = self.S, self.M_max
         self._vmask = np.broadcast_to(self.valid[:, :, None], (S, Mx, H))
-        nV = int(self._vmask.sum())
+        if output_degree is not None and int(output_degree) < 1:
+            raise ModelSpecError(f"output_degree must be >= 1 or None, got {output_degree}")
+        self.output_degree = None if output_degree is None else int(output_degree)
+        #: per species ``Phi_i [M_i, k_i]``, or None where ``V_i`` is free
+        self._basis = [None if output_degree is None else _legendre_basis(int(cap), self.output_degree)
+                       for cap in caps]
+        #: rows of each species' output weights in ``theta`` (``M_i``, or ``k_i``)
+        self._out_rows = [int(cap) if B is None else B.shape[1]
+                          for cap, B in zip(self.caps, self._basis)]
+        nV = H * sum(self._out_rows)
         nb = int(self.valid.sum())
         self._sizes = [H * S, H, nV, nb]
         self._offsets = np.concatenate([[0], np.cumsum(self._sizes)])
@@ -447,6 +504,8 @@ class NADE(AutoregressiveModel):
         theta[:H * S] = rng.normal(0, 1 / np.sqrt(S), H * S)
         theta[self._offsets[2]:self._offsets[3]] = rng.normal(0, init_scale, nV)
         self.theta = theta
+        #: ``hbar [S, H]`` while the Jacobians are taken in centred coordinates, else None
+        self._hidden_center = None
 
     def _unpack(self, theta=None):
         th = self.theta if theta is None else theta
@@ -454,7 +513,11 @@ class NADE(AutoregressiveModel):
         W = th[o[0]:o[1]].reshape(self.H, self.S)
         c = th[o[1]:o[2]]
         V = np.zeros((self.S, self.M_max, self.H))
-        V[self._vmask] = th[o[2]:o[3]]
+        if self.output_degree is None:
+            V[self._vmask] = th[o[2]:o[3]]
+        else:
+            for i, cap, v_block, _ in self._output_blocks():
+                V[i, :cap] = self._basis[i] @ th[v_block].reshape(-1, self.H)
         b = np.zeros((self.S, self.M_max))
         b[self.valid] = th[o[3]:o[4]]
         return W, c, V, b
@@ -494,8 +557,11 @@ class NADE(AutoregressiveModel):
     def _jacobian(self, cache, g):
         return NADEJacobian(self, cache, g, *self._hidden_adjoints(cache, g))
 
-    def _backward(self, cache, g, dA=None, R=None):
+    def _backward(self, cache, g, dA=None, R=None, h_out=None):
+        """Per-sample gradients ``[N, P]``; ``h_out``: what the output weights' columns take
+        for the hidden units (default :meth:`_output_inputs` of ``h``)."""
         u, h, V, W = cache
+        h = self._output_inputs(h) if h_out is None else h_out
         if dA is None:
             dA, R = self._hidden_adjoints(cache, g)
         N = g.shape[0]
@@ -506,18 +572,67 @@ class NADE(AutoregressiveModel):
         out[:, o[1]:o[2]] = dA.sum(axis=1)
         # written in place species by species (a boolean gather of [N, S, M, H] is ~10x slower)
         for i, cap, v_block, b_block in self._output_blocks():
-            np.multiply(g[:, i, :cap, None], h[:, i, None, :],
-                        out=out[:, v_block].reshape(N, cap, self.H))
+            gv = self._output_adjoint(g[:, i, :cap], i)
+            np.multiply(gv[:, :, None], h[:, i, None, :],
+                        out=out[:, v_block].reshape(N, gv.shape[1], self.H))
             out[:, b_block] = g[:, i, :cap]
         return out
 
+    @contextlib.contextmanager
+    def centred_outputs(self, n, w):
+        """Take the Jacobians in coordinates where the output layer sees centred hidden units.
+
+        ``logits_i = b_i + V_i h_i = b'_i + V_i (h_i - hbar_i)`` with ``b'_i = b_i + V_i hbar_i``
+        and ``hbar_i = sum_s w_s h_i(n_s)`` frozen: the law is the same, but in the Jacobians
+        (:meth:`log_prob_and_jacobian`) the output weights' columns ``g_i (h_i - hbar_i)^T``
+        no longer hold the part ``g_i hbar_i^T`` that is a copy of the bias columns ``g_i``.
+        Why: a minimum-norm or damped fit otherwise shares every change of a marginal between
+        ``b_i`` and the ``H`` copies in ``V_i``, and the weights that grow so drive the hidden
+        units into saturation (3x3 Schlögl lattice, ``benchmarks/RESULTS.md``, session 28).
+        Centring is the change of variables of Schraudolph's centred gradient factors.
+
+        Parameters
+        ----------
+        n : [N, S] states; w : [N] weights (summing to 1) of the mean
+
+        Yields
+        ------
+        to_theta : function mapping a step ``delta'`` [P] in the centred coordinates to the
+            same step in ``theta`` (``db = db' - dV hbar``, the output weights' and hidden
+            layers' parts unchanged).
+        """
+        hbar = np.einsum("n,nsh->sh", np.asarray(w, dtype=float), self._logits(self.check_states(n))[1][1])
+
+        def to_theta(delta):
+            delta = np.array(delta, dtype=float)
+            for i, _, v_block, b_block in self._output_blocks():
+                C = delta[v_block].reshape(-1, self.H)
+                delta[b_block] -= (C if self._basis[i] is None else self._basis[i] @ C) @ hbar[i]
+            return delta
+
+        self._hidden_center = hbar
+        try:
+            yield to_theta
+        finally:
+            self._hidden_center = None
+
+    def _output_inputs(self, h):
+        """``h`` [N, S, H], or ``h - hbar`` inside :meth:`centred_outputs`."""
+        return h if self._hidden_center is None else h - self._hidden_center
+
+    def _output_adjoint(self, g_i, i):
+        """``d log P / d`` (species ``i``'s rows of output weights) per unit of ``h_i``:
+        ``g_i`` [..., M_i] itself for a free ``V_i``, ``g_i Phi_i`` [..., k_i] with a basis."""
+        return g_i if self._basis[i] is None else g_i @ self._basis[i]
+
     def _output_blocks(self):
         """Yield ``(i, M_i, V_i, b_i)``: species ``i``, its cap and the slices of ``theta`` that
-        hold its real rows of ``V`` ([M_i, H], C order) and of ``b`` ([M_i])."""
+        hold its output weights (``[M_i, H]``, or ``C_i [k_i, H]``, C order) and its ``b``
+        ([M_i])."""
         v_at, b_at = self._offsets[2], self._offsets[3]
-        for i, cap in enumerate(self.caps):
-            yield i, int(cap), slice(v_at, v_at + cap * self.H), slice(b_at, b_at + cap)
-            v_at += cap * self.H
+        for i, (cap, rows) in enumerate(zip(self.caps, self._out_rows)):
+            yield i, int(cap), slice(v_at, v_at + rows * self.H), slice(b_at, b_at + cap)
+            v_at += rows * self.H
             b_at += cap
 
     def _sampler(self, N):

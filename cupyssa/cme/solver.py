@@ -16,8 +16,8 @@ from ..models import Model
 from .autoregressive import DEFAULT_ACTIVATION, AutoregressiveModel
 from .solution import VANSolution
 from .start import fit_to_law, product_short_time_law, short_time_law
-from .van import (CMEProblem, ReorderedNetwork, VANError, VANOptions, evolve, fit_initial,
-                  make_model, point_mass_log_probs)
+from .van import (CMEProblem, ReorderedNetwork, VANError, VANOptions, _check_centring, evolve,
+                  fit_initial, make_model, point_mass_log_probs)
 
 __all__ = ["solve"]
 
@@ -76,6 +76,7 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
           caps: Mapping | Sequence | None = None, species_order: Sequence[str] | None = None,
           model: str | AutoregressiveModel = "nade",
           hidden: int = 32, width: int = 32, depth: int = 2, activation: str = DEFAULT_ACTIVATION,
+          output_degree: int | None = None, center_outputs: bool = False,
           inputs: str = "caps", dt: float = 1e-2,
           n_samples: int = 1000, n_iter: int | None = None, lr: float | None = None,
           damping: float = 1e-4, courant: float = 0.2, step_check: float | None = None,
@@ -115,6 +116,18 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     hidden : NADE width; width, depth : MADE shape
     activation : {"sigmoid", "tanh"}
         NADE's hidden activation (see :class:`~cupyssa.cme.NADE`).
+    output_degree : int, optional
+        NADE's output weights restricted to polynomials of this degree in each species' value
+        (see :class:`~cupyssa.cme.NADE`); None: free.
+    center_outputs : bool
+        Make each step's Fisher solve in coordinates where NADE's output weights see centred
+        hidden units (:meth:`~cupyssa.cme.NADE.centred_outputs`): the biases then take the
+        changes of the marginals, and the output weights only what depends on ``n_<i``. Not
+        with ``method="adam"`` nor a MADE. On the 3x3 Schlögl lattice with
+        ``output_degree=2``, ``activation="tanh"`` and ``inputs="start"`` the law's neighbour
+        covariances follow SSA's (5-11 against 6-9 at t = 0.25, where every earlier setting
+        left them between -1 and 2); without centring the sites last in the order drifted low
+        (``benchmarks/RESULTS.md``, session 28).
     inputs : {"caps", "start"}
         What the network is fed: ``"caps"``, the counts over the caps ``n_j / M_j``; ``"start"``,
         the counts standardized by the start law, ``(n_j - mu_j) / max(sigma_j, 1)`` with
@@ -302,7 +315,8 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
                       n_iter=d_iter if n_iter is None else n_iter, lr=d_lr if lr is None else lr,
                       damping=damping, courant=courant, step_check=step_check,
                       sampling=sampling, alpha=alpha, eps=eps,
-                      reweight=reweight, frontier=frontier, order=order, integrator=integrator,
+                      reweight=reweight, frontier=frontier, center_outputs=center_outputs,
+                      order=order, integrator=integrator,
                       checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
                       seed=seed, callback=callback)
     opts.validate()
@@ -311,9 +325,11 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         if not np.array_equal(model.caps, capv):
             raise VANError(f"model caps {model.caps.tolist()} differ from caps {capv.tolist()}")
         ar = model.copy()
+        _check_centring(ar, opts)
     else:
         ar = make_model(model, capv, rng, hidden=hidden, width=width, depth=depth,
-                        activation=activation)
+                        activation=activation, output_degree=output_degree)
+        _check_centring(ar, opts)
         if initial is None:
             if inputs == "start" and init_time is None:
                 ar.standardize_inputs(x, np.ones(len(x)))

@@ -142,6 +142,7 @@ with the default damping, but from the start it leaves the mode where it began (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -208,6 +209,7 @@ class VANOptions:
     eps: float = 0.02
     reweight: bool = False
     frontier: bool = False  # implicit step: also fit at one-jump successors of the samples
+    center_outputs: bool = False  # Fisher solves in centred output coordinates (NADE)
     order: int = 1  # Taylor order of the step target: 1 (Euler) or 2
     integrator: str = "euler"  # of the TDVP step: "euler", "heun" or "implicit"
     adam_betas: tuple = (0.9, 0.999)
@@ -244,6 +246,9 @@ class VANOptions:
         if self.frontier and self.sampling == "enumerate":
             raise VANError("frontier=True adds the successors of sampled states; with "
                            "sampling='enumerate' every box state is already in the fit")
+        if self.center_outputs and self.method == "adam":
+            raise VANError("center_outputs=True changes the coordinates of each Fisher solve; "
+                           "adam's moments would mix coordinates: use tdvp or natgrad")
         if self.damping < 0:
             raise VANError(f"damping must be non-negative, got {self.damping}")
         if self.step_check is not None and not self.step_check > 0:
@@ -542,9 +547,11 @@ def fit_initial(model, log_p0, opts, rng, n_iter=200, enumerated=None):
     gradient on ``KL(P_theta || p0)`` (``f = log P_theta - log p0``)."""
     for _ in range(n_iter):
         n, w, _ = _draw(model, opts, rng, enumerated)
-        lp, J = model.log_prob_and_jacobian(n)
-        delta, _ = natural_direction(J, lp - np.asarray(log_p0(n), dtype=float), w, opts.damping)
-        model.theta -= 0.5 * delta
+        def residual(n=n):
+            lp, J = model.log_prob_and_jacobian(n)
+            return lp - np.asarray(log_p0(n), dtype=float), J
+
+        model.theta -= 0.5 * _fisher_step(model, n, w, opts, residual)
     return model
 
 
@@ -655,9 +662,9 @@ def _fit_stage(model, frozen, batch, h, opts, rng, prob, rates, enumerated, adam
             # iterations of one fit (same samples, same target)
             n, w, info, lp_frozen, EE = _batch(model, frozen, prob, opts, rates, rng, enumerated)
             log_target = lp_frozen + _log_target_change(EE, h, opts, stats)
-        lp, J = model.log_prob_and_jacobian(n)
-        f = lp - log_target
         if opts.method == "adam":
+            lp, J = model.log_prob_and_jacobian(n)
+            f = lp - log_target
             # REINFORCE gradient O^T eps = G^T (w (f - w.f)) (the baseline is the weighted mean)
             grad = J.rmatvec(w * (f - w @ f))
             b1, b2 = opts.adam_betas
@@ -668,7 +675,11 @@ def _fit_stage(model, frozen, batch, h, opts, rng, prob, rates, enumerated, adam
             vhat = adam["v"] / (1 - b2 ** adam["k"])
             model.theta -= opts.lr * mhat / (np.sqrt(vhat) + opts.adam_eps)
         else:
-            delta, _ = natural_direction(J, f, w, opts.damping)
+            def residual(n=n, log_target=log_target):
+                lp, J = model.log_prob_and_jacobian(n)
+                return lp - log_target, J
+
+            delta = _fisher_step(model, n, w, opts, residual)
             model.theta -= (1.0 if opts.method == "tdvp" else opts.lr) * delta
         if "ess" in info:
             stats["min_ess"] = min(stats.get("min_ess", np.inf), info["ess"])
@@ -681,9 +692,28 @@ def _implicit_fit(model, batch, h, opts):
     step."""
     n, w, info, lp_frozen, flows = batch
     for _ in range(opts.n_iter):
-        f, J = backward_euler_residual(model, flows, lp_frozen, h, jacobian=True)
+        model.theta -= _fisher_step(
+            model, n, w, opts,
+            lambda: backward_euler_residual(model, flows, lp_frozen, h, jacobian=True))
+
+
+def _check_centring(model, opts):
+    if opts.center_outputs and not isinstance(model, NADE):
+        raise VANError("center_outputs=True needs a NADE (the centred output coordinates are "
+                       f"NADE's); got {type(model).__name__}")
+
+
+def _fisher_step(model, n, w, opts, residual):
+    """:func:`natural_direction` of ``residual() -> (f [N], J)`` with the weights ``w`` of the
+    states ``n``, as a step of ``theta``; with ``opts.center_outputs`` the Jacobian is taken
+    and the solve made in centred output coordinates
+    (:meth:`~cupyssa.cme.autoregressive.NADE.centred_outputs`)."""
+    coordinates = (model.centred_outputs(n, w) if opts.center_outputs
+                   else contextlib.nullcontext(lambda delta: delta))
+    with coordinates as to_theta:
+        f, J = residual()
         delta, _ = natural_direction(J, f, w, opts.damping)
-        model.theta -= delta
+    return to_theta(delta)
 
 
 #: at most this many halvings of a step that fails ``step_check``
@@ -771,6 +801,7 @@ def evolve(prob: CMEProblem, model: AutoregressiveModel, t_eval, opts: VANOption
     stats : dict (steps, wall time, clamped count, ESS / khat with tempered sampling, ...)
     """
     opts.validate()
+    _check_centring(model, opts)
     t_eval = np.asarray(t_eval, dtype=float)
     rng = np.random.default_rng(opts.seed)
     enumerated = model.enumerate_states() if opts.sampling == "enumerate" else None
@@ -833,10 +864,17 @@ def evolve(prob: CMEProblem, model: AutoregressiveModel, t_eval, opts: VANOption
 
 
 def make_model(kind: str, caps, rng, **kw) -> AutoregressiveModel:
-    """``"nade"`` (``hidden``, ``activation``) or ``"made"`` (``width``, ``depth``)."""
+    """``"nade"`` (``hidden``, ``activation``, ``output_degree``) or ``"made"`` (``width``,
+    ``depth``)."""
     if kind == "nade":
         return NADE(caps, hidden=kw.get("hidden", 32), rng=rng,
-                    activation=kw.get("activation", DEFAULT_ACTIVATION))
+                    activation=kw.get("activation", DEFAULT_ACTIVATION),
+                    output_degree=kw.get("output_degree"))
     if kind == "made":
+        nade_only = {k: kw[k] for k in ("activation", "output_degree")
+                     if kw.get(k) not in (None, DEFAULT_ACTIVATION)}
+        if nade_only:
+            raise VANError(f"{', '.join(nade_only)} {'is a' if len(nade_only) == 1 else 'are'} "
+                           "NADE option(s); the MADE has tanh units and free output weights")
         return MADE(caps, width=kw.get("width", 32), depth=kw.get("depth", 2), rng=rng)
     raise VANError(f"unknown model {kind!r}; choose 'nade' or 'made'")

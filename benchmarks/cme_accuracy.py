@@ -195,12 +195,13 @@ def ssa_states(m, times, n_traj, cache_dir=None, seed=0):
     (the network's reactions and laws, ``x0``, parameters, ``times``, ``n_traj``, the seed) and of
     the forward's kernel sources, so a rerun of the benchmark loads them (the 3x3 lattice's 10^5
     took 698 s on one thread) and a change of either recomputes them. The reverse sweep's source
-    (``kernels/backward.py``) and the CME models' softmax (``kernels/softmax.py``) are left out
-    of the digest: they do not enter ``simulate``, and keying on the sweep made every gradient
-    edit discard a 13-minute reference."""
+    (``kernels/backward.py``) and the CME models' softmax and output products
+    (``kernels/softmax.py``, ``kernels/blockwise.py``) are left out of the digest: they do not
+    enter ``simulate``, and keying on the sweep made every gradient edit discard a 13-minute
+    reference."""
     times = [float(t) for t in times]
     key = repr((str(m.network), sorted(m.x0.items()), sorted(m.params.items()), times, n_traj,
-                seed, source_digest(exclude=("backward.py", "softmax.py"))))
+                seed, source_digest(exclude=("backward.py", "softmax.py", "blockwise.py"))))
     path = None
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)

@@ -40,6 +40,7 @@ import numpy as np
 
 import cupyssa.models as models
 from cupyssa.cme import solve
+from cupyssa.cme.autoregressive import DEFAULT_ACTIVATION
 from cupyssa.cme.van import make_model
 
 #: model, and the solve keywords of its accuracy runs (benchmarks/RESULTS.md) that the JSON
@@ -101,6 +102,11 @@ def main(argv=None):
                     help="time the VAN runs (default: one step, the config's dt)")
     ap.add_argument("--hidden", type=int, default=None,
                     help="NADE width of the checkpoint's network (default: the model's)")
+    ap.add_argument("--output-degree", type=int, default=None,
+                    help="NADE output_degree of the checkpoint's network (default: free V)")
+    ap.add_argument("--at", type=int, default=None, metavar="K",
+                    help="start from the law the checkpoint holds at t_eval[K] (default: the "
+                         "last saved, its 'theta')")
     ap.add_argument("--per-species", action="store_true",
                     help="also print each species' mean velocity")
     ap.add_argument("--n-moments", type=int, default=200_000,
@@ -115,10 +121,20 @@ def main(argv=None):
     pairs = converted_pairs(net)
     S = len(caps)
     hidden = args.hidden or defaults["hidden"]
-    start = make_model("nade", caps, np.random.default_rng(0), hidden=hidden)
     with np.load(args.checkpoint) as z:
-        start.theta = z["theta"]
-        t0 = float(z["t"])
+        # the network as the solve defined it (checkpoints record its activation and inputs
+        # since session 27; older ones hold a network as built)
+        activation = str(z["activation"]) if "activation" in z.files else DEFAULT_ACTIVATION
+        start = make_model("nade", caps, np.random.default_rng(0), hidden=hidden,
+                           activation=activation, output_degree=args.output_degree)
+        if "input_center" in z.files:
+            start.standardize_inputs(z["input_center"], z["input_scale"])
+        if args.at is None:
+            start.set_params(z["theta"])
+            t0 = float(z["t"])
+        else:
+            start.set_params(z["thetas"][args.at])
+            t0 = float(z["t_eval"][args.at])
     x = start.sample(args.n_moments, np.random.default_rng(11))[0]
     before = moments(x, pairs)
     exact, se = exact_velocities(net, theta, caps, x, pairs)

@@ -235,6 +235,33 @@ def test_fused_softmax_kernels_match_numpy(caps, seed):
     np.testing.assert_array_equal(log_prob_rows(z, n, caps), lp)
 
 
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(0, 9), S=st.integers(1, 5), A=st.integers(1, 9), B=st.integers(1, 9),
+       biased=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_per_species_matmul_matches_einsum(N, S, A, B, biased, seed):
+    # kernels/blockwise.py against its definition out[n, s] = bias[s] + x[n, s] @ W[s], in both
+    # loop orders (B <= 2 and B > 2), with transposed (non-contiguous) weights as NADE passes
+    # them, and the same bits for one thread or several (each row is one thread's sum)
+    import numba
+
+    from cupyssa.kernels.blockwise import per_species_matmul
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(N, S, A))
+    W = rng.normal(size=(S, B, A)).transpose(0, 2, 1)
+    bias = rng.normal(size=(S, B)) if biased else None
+    want = np.einsum("nsa,sab->nsb", x, W) + (0.0 if bias is None else bias)
+    got = per_species_matmul(x, W, bias)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+    assert got.flags.c_contiguous and got.shape == (N, S, B)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        np.testing.assert_array_equal(per_species_matmul(x, W, bias), got)
+    finally:
+        numba.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("cap, degree", [(85, 2), (7, 3), (3, 4), (2, 2), (1, 2)])
 def test_legendre_output_basis(cap, degree):
     """``Phi [M, k]``, ``k = min(degree, M - 1)``: orthonormal over ``m = 0..M-1``, orthogonal

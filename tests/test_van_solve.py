@@ -92,9 +92,15 @@ def test_checkpoint_resume_is_bitwise(tmp_path):
 
     with pytest.raises(Stop):
         solve(model, t_eval=t, checkpoint=path, checkpoint_every=5, callback=interrupt, **kw)
-    resumed = solve(model, t_eval=t, checkpoint=path, checkpoint_every=5, **kw)
+    # resumed with another interval: it saves at step 14 and, finishing, at step 20
+    resumed = solve(model, t_eval=t, checkpoint=path, checkpoint_every=7, **kw)
     assert resumed.stats["resumed_from_step"] == 10
     np.testing.assert_array_equal(resumed.thetas, full.thetas)
+    # the finished run left its last step in the file: a rerun takes no step and returns the
+    # same parameters
+    again = solve(model, t_eval=t, checkpoint=path, checkpoint_every=7, **kw)
+    assert again.stats["resumed_from_step"] == again.stats["steps"] == full.stats["steps"]
+    np.testing.assert_array_equal(again.thetas, full.thetas)
     with pytest.raises(VANError):
         solve(model, t_eval=np.array([0.0, 0.5]), checkpoint=path, **kw)
 

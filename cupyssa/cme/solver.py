@@ -124,10 +124,11 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         hidden units (:meth:`~cupyssa.cme.NADE.centred_outputs`): the biases then take the
         changes of the marginals, and the output weights only what depends on ``n_<i``. Not
         with ``method="adam"`` nor a MADE. On the 3x3 Schlögl lattice with
-        ``output_degree=2``, ``activation="tanh"`` and ``inputs="start"`` the law's neighbour
-        covariances follow SSA's (5-11 against 6-9 at t = 0.25, where every earlier setting
-        left them between -1 and 2); without centring the sites last in the order drifted low
-        (``benchmarks/RESULTS.md``, session 28).
+        ``output_degree=2``, ``activation="tanh"`` and ``inputs="start"`` the law keeps its
+        neighbour covariances (7-11 against SSA's 6-9 at t = 1, where every earlier setting left
+        them between -1 and 2) and the nine single-site marginals come within 0.011-0.015 of
+        SSA's at t = 1 on four seeds (the defaults: 0.033-0.034); without centring the sites
+        last in the order drifted low (``benchmarks/RESULTS.md``, sessions 28-30).
     inputs : {"caps", "start"}
         What the network is fed: ``"caps"``, the counts over the caps ``n_j / M_j``; ``"start"``,
         the counts standardized by the start law, ``(n_j - mu_j) / max(sigma_j, 1)`` with
@@ -138,7 +139,8 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         ``activation="tanh"``, it brought the nine single-site marginals within 0.020-0.022 of
         SSA at t = 0.25 (two seeds) where ``n_j / M_j`` and the sigmoid left them within
         0.033-0.035, but by t = 0.5 the last sites of the factorization order had drifted to
-        0.050 (0.033-0.036 with the defaults; ``benchmarks/RESULTS.md``, session 27).
+        0.050 (0.033-0.036 with the defaults; ``benchmarks/RESULTS.md``, session 27), unless
+        ``output_degree=2`` and ``center_outputs=True`` keep the units alive (see there).
     dt : largest time step (with the explicit integrators the step is also limited by
         ``courant / q99(|E|)``; the implicit step is always ``dt``, or what is left to the next
         output time). With fewer samples than network parameters it can set the Monte-Carlo
@@ -244,7 +246,8 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         (constant over each step at its left end).
     n_output_samples : samples kept per output time (marginals, means, covariances)
     checkpoint : path of an ``.npz`` file; parameters are saved every ``checkpoint_every``
-        steps, and a run started with an existing checkpoint resumes from it.
+        steps and at the last, and a run started with an existing checkpoint resumes from it
+        (bit for bit: the file holds the generator's state); a finished one returns at once.
     progress : show a tqdm bar over time
     seed : seeds sampling (runs are reproducible for a fixed seed)
     callback : ``callback(step, t, model)`` after every step

@@ -842,7 +842,10 @@ def evolve(prob: CMEProblem, model: AutoregressiveModel, t_eval, opts: VANOption
             if not np.all(np.isfinite(model.theta)):
                 raise VANError(f"parameters became non-finite at t={t:.6g} (step {step}); "
                                "reduce dt or courant, or increase damping")
-            if opts.checkpoint and step % opts.checkpoint_every == 0:
+            # the last step is saved too: a finished run's checkpoint holds every t_eval's
+            # parameters, and rerunning it returns them without stepping again
+            finished = k_next == len(t_eval)
+            if opts.checkpoint and (step % opts.checkpoint_every == 0 or finished):
                 _save_checkpoint(opts.checkpoint, {
                     "theta": model.theta, "thetas": thetas, "t": np.array(t), "step": np.array(step),
                     "k_next": np.array(k_next), "adam_k": np.array(adam["k"]), "adam_m": adam["m"],

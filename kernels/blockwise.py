@@ -9,7 +9,8 @@ block-diagonal products over the species. As one BLAS call per species each need
 transposed to ``[S, N, .]`` and the result copied back to ``[N, S, .]`` (the reductions over the
 last axis that follow want it contiguous), and the bias is another pass; with the small inner
 dimensions they have (``H`` 2-8, ``M`` up to ~100) the copies cost as much as the products (MAPK
-implicit step: 20 % of it). Here each output row is written once, in place, from contiguous
+implicit step: a quarter of it; ``benchmarks/blockwise_products.py`` times both, which win
+where the hidden layer is narrow). Here each output row is written once, in place, from contiguous
 inputs. Each row is one thread's fixed sequence of multiply-adds, so the bits do not depend on
 the thread count.
 """

@@ -28,6 +28,12 @@ Usage (the checkpoint of a 3x3 Schlögl solve; each JSON overrides ``solve`` key
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/van_moment_velocity.py --model schlogl3x3 \
         --checkpoint ck.npz '{}' '{"damping": 1e-7}' '{"alpha": 1, "eps": 0}'
+
+With no JSON, only the law's moments; ``--ssa DIR`` adds those of the SSA states that
+``cme_accuracy.py --ssa-cache DIR`` keeps, at the law's time (``--at K``: ``t_eval[K]``)::
+
+    python benchmarks/van_moment_velocity.py --checkpoint ck.npz --at 3 --output-degree 2 \
+        --per-species --ssa DIR
 """
 
 from __future__ import annotations
@@ -94,7 +100,7 @@ def exact_velocities(network, theta, caps, x, pairs):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("configs", nargs="+", help="JSON: solve() keywords, one run each")
+    ap.add_argument("configs", nargs="*", help="JSON: solve() keywords, one run each")
     ap.add_argument("--model", choices=sorted(CASES), default="schlogl3x3")
     ap.add_argument("--checkpoint", required=True,
                     help=".npz written by solve(checkpoint=...): the start law (its 'theta')")
@@ -108,7 +114,12 @@ def main(argv=None):
                     help="start from the law the checkpoint holds at t_eval[K] (default: the "
                          "last saved, its 'theta')")
     ap.add_argument("--per-species", action="store_true",
-                    help="also print each species' mean velocity")
+                    help="also print each species' mean and variance (velocities)")
+    ap.add_argument("--ssa", metavar="DIR", default=None,
+                    help="also the moments of the SSA states that cme_accuracy.py cached in DIR "
+                         "(--ssa-cache) at the law's time, one of the checkpoint's t_eval[1:]")
+    ap.add_argument("--ssa-trajectories", type=int, default=100_000,
+                    help="how many trajectories that cache holds (cme_accuracy --full: 10^5)")
     ap.add_argument("--n-moments", type=int, default=200_000,
                     help="states drawn from each law for its moments")
     args = ap.parse_args(argv)
@@ -135,6 +146,7 @@ def main(argv=None):
         else:
             start.set_params(z["thetas"][args.at])
             t0 = float(z["t_eval"][args.at])
+        ssa_times = [float(t) for t in z["t_eval"][1:]]
     x = start.sample(args.n_moments, np.random.default_rng(11))[0]
     before = moments(x, pairs)
     exact, se = exact_velocities(net, theta, caps, x, pairs)
@@ -147,10 +159,22 @@ def main(argv=None):
         print(f"{label:44s} {v[:S].mean():8.3g} {v[S:2 * S].mean():9.3g} "
               + " ".join(f"{c:10.3g}" for c in v[2 * S:2 * S + 12]), flush=True)
         if args.per_species:
-            print(f"{'':6s}{what}: " + " ".join(f"{n} {c:.3g}" for n, c in zip(net.species, v[:S])))
+            print(f"{'':6s}{what}: " + " ".join(f"{n} {c:.4g}" for n, c in zip(net.species, v[:S])))
+            print(f"{'':6s}{what.replace('mean', 'var')}: "
+                  + " ".join(f"{n} {c:.4g}" for n, c in zip(net.species, v[S:2 * S])))
 
     row(f"exact CME (mean's SE {se.mean() / np.sqrt(S):.2f})", exact)
     row("law now (the moments themselves)", before, what="mean")
+    if args.ssa:
+        # the benchmark's own cache (same folder; imported here so that the tests, which load
+        # this file alone, need not find it): the states at every one of its times
+        from cme_accuracy import ssa_states
+
+        if t0 not in ssa_times:
+            raise SystemExit(f"--ssa: the law's time {t0} is not one of the SSA times {ssa_times}")
+        states = ssa_states(m, ssa_times, args.ssa_trajectories, args.ssa)
+        row(f"SSA, {args.ssa_trajectories} trajectories",
+            moments(states[:, ssa_times.index(t0)], pairs), what="mean")
     for cfg in args.configs:
         kw = {**defaults, **json.loads(cfg), "hidden": hidden}
         horizon = args.horizon or kw["dt"]

@@ -125,7 +125,7 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         changes of the marginals, and the output weights only what depends on ``n_<i``. Not
         with ``method="adam"`` nor a MADE. On the 3x3 Schlögl lattice with
         ``output_degree=2``, ``activation="tanh"`` and ``inputs="start"`` the law keeps its
-        neighbour covariances (7-11 against SSA's 6-9 at t = 1, where every earlier setting left
+        neighbour covariances (6.5-11.7 against SSA's 6.0-8.7 at t = 1, where every earlier setting left
         them between -1 and 2) and the nine single-site marginals come within 0.011-0.015 of
         SSA's at t = 1 on four seeds (the defaults: 0.033-0.034); without centring the sites
         last in the order drifted low (``benchmarks/RESULTS.md``, sessions 28-30).

@@ -24,8 +24,9 @@ with bound 300, lost < 1e-10) by Hellinger <= 0.008 (1 site, t <= 1).
 
 Every solve reports the Hellinger distances as soon as each check time is reached (so a run
 stopped by ``--budget`` still reports the times it reached). With ``--checkpoint PATH`` the
-solve saves its parameters every ``--checkpoint-every`` steps, and the same command run again
-resumes from them: the 3x3 lattice at full size takes hours per attempt on a 2-core CPU.
+solve saves its parameters every ``--checkpoint-every`` steps and at a ``--budget`` stop, and
+the same command run again resumes from them: the 3x3 lattice and MAPK at full size take hours
+per attempt on a 2-core CPU.
 
 Usage::
 
@@ -271,55 +272,51 @@ def main(argv=None):
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--part", nargs="+", default=["rare", "toggle", "schlogl2", "mapk", "schlogl3x3"])
     ap.add_argument("--budget", type=float, default=600.0, help="seconds per solve")
-    ap.add_argument("--method", default="tdvp")
-    ap.add_argument("--samples", type=int, default=None)
-    ap.add_argument("--dt", type=float, default=None)
-    ap.add_argument("--hidden", type=int, default=None)
-    ap.add_argument("--eps", type=float, default=0.02, help="uniform share of the proposal")
-    ap.add_argument("--alpha", type=float, default=0.5,
-                    help="tempering exponent of the proposal (toggle, schlogl2, mapk, schlogl3x3); "
-                         "0.2 carries the 2-site Schlögl flux into the low state, see RESULTS.md")
-    ap.add_argument("--seed", type=int, default=0,
-                    help="seed of the solves (toggle, schlogl2, mapk, schlogl3x3)")
-    ap.add_argument("--init-width", type=float, default=0.2)
-    ap.add_argument("--step-check", type=float, default=None,
-                    help="solve(step_check=...): redo steps whose out-of-sample error exceeds it "
-                         "(toggle, schlogl2, mapk, schlogl3x3)")
-    ap.add_argument("--damping", type=float, default=None,
-                    help="solve(damping=...), the relative Fisher damping (default: solve's) "
-                         "(toggle, schlogl2, mapk, schlogl3x3)")
-    ap.add_argument("--reweight", action="store_true",
+    # the options below reach solve() in the parts that evolve a network law; "rare" is the
+    # time-independent importance-sampling check and has its own --rare-* options
+    sv = ap.add_argument_group("solve options", "passed to solve() by the parts toggle, "
+                               "schlogl2, mapk and schlogl3x3")
+    sv.add_argument("--method", default="tdvp")
+    sv.add_argument("--samples", type=int, default=None, help="n_samples (default: the part's)")
+    sv.add_argument("--dt", type=float, default=None, help="the step (default: the part's)")
+    sv.add_argument("--hidden", type=int, default=None, help="NADE's units (default: the part's)")
+    sv.add_argument("--eps", type=float, default=0.02, help="uniform share of the proposal")
+    sv.add_argument("--init-width", type=float, default=0.2)
+    sv.add_argument("--alpha", type=float, default=0.5,
+                    help="tempering exponent of the proposal; 0.2 carries the 2-site Schlögl flux "
+                         "into the low state, see RESULTS.md")
+    sv.add_argument("--seed", type=int, default=0, help="seed of the solves")
+    sv.add_argument("--step-check", type=float, default=None,
+                    help="solve(step_check=...): redo steps whose out-of-sample error exceeds it")
+    sv.add_argument("--damping", type=float, default=None,
+                    help="solve(damping=...), the relative Fisher damping (default: solve's)")
+    sv.add_argument("--reweight", action="store_true",
                     help="solve(reweight=True): fit under the PSIS-reweighted measure P_theta "
-                         "instead of the tempered proposal (toggle, schlogl2, mapk, schlogl3x3)")
-    ap.add_argument("--frontier", action="store_true",
-                    help="solve(frontier=True): also fit at one-jump successors of the samples "
-                         "(toggle, schlogl2, mapk, schlogl3x3)")
-    ap.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh"),
-                    help="solve(activation=...): NADE's hidden activation (toggle, schlogl2, "
-                         "mapk, schlogl3x3)")
-    ap.add_argument("--output-degree", type=int, default=None,
+                         "instead of the tempered proposal")
+    sv.add_argument("--frontier", action="store_true",
+                    help="solve(frontier=True): also fit at one-jump successors of the samples")
+    sv.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh"),
+                    help="solve(activation=...): NADE's hidden activation")
+    sv.add_argument("--output-degree", type=int, default=None,
                     help="solve(output_degree=...): NADE's output weights polynomials of this "
-                         "degree in the value (toggle, schlogl2, mapk, schlogl3x3)")
-    ap.add_argument("--center-outputs", action="store_true",
-                    help="solve(center_outputs=True): Fisher solves in centred output "
-                         "coordinates (toggle, schlogl2, mapk, schlogl3x3)")
-    ap.add_argument("--inputs", default="caps", choices=("caps", "start"),
+                         "degree in the value")
+    sv.add_argument("--center-outputs", action="store_true",
+                    help="solve(center_outputs=True): Fisher solves in centred output coordinates")
+    sv.add_argument("--inputs", default="caps", choices=("caps", "start"),
                     help="solve(inputs=...): feed the network n / M, or n standardized by the "
-                         "start law (toggle, schlogl2, mapk, schlogl3x3)")
-    ap.add_argument("--integrator", default="euler", choices=("euler", "heun", "implicit"),
-                    help="solve(integrator=...) of the tdvp step (toggle, schlogl2, mapk, schlogl3x3)")
-    ap.add_argument("--init-time", type=float, default=None,
+                         "start law")
+    sv.add_argument("--integrator", default="euler", choices=("euler", "heun", "implicit"),
+                    help="solve(integrator=...) of the tdvp step")
+    sv.add_argument("--init-time", type=float, default=None,
                     help="solve(init_time=...): start from the exact short-time law at this time "
-                         "instead of evolving the point mass through it (toggle, schlogl2, mapk, "
-                         "schlogl3x3)")
-    ap.add_argument("--init-law", default="exact", choices=("exact", "product"),
+                         "instead of evolving the point mass through it")
+    sv.add_argument("--init-law", default="exact", choices=("exact", "product"),
                     help="solve(init_law=...): the law at --init-time, exact or the product of "
                          "per-species laws (the 3x3 lattice: the exact set is out of reach)")
-    ap.add_argument("--checkpoint", default=None, metavar="PATH",
+    sv.add_argument("--checkpoint", default=None, metavar="PATH",
                     help="solve(checkpoint=PATH): save the parameters to this .npz and resume "
-                         "from it when it exists (toggle, schlogl2, mapk, schlogl3x3; one part "
-                         "per path)")
-    ap.add_argument("--checkpoint-every", type=int, default=10, metavar="STEPS")
+                         "from it when it exists (one part per path)")
+    sv.add_argument("--checkpoint-every", type=int, default=10, metavar="STEPS")
     ap.add_argument("--ssa-cache", default=None, metavar="DIR",
                     help="keep the SSA references (mapk, schlogl3x3) in DIR and reuse them")
     ap.add_argument("--species", nargs="+", default=None, metavar="NAME",

@@ -246,8 +246,10 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         (constant over each step at its left end).
     n_output_samples : samples kept per output time (marginals, means, covariances)
     checkpoint : path of an ``.npz`` file; parameters are saved every ``checkpoint_every``
-        steps and at the last, and a run started with an existing checkpoint resumes from it
-        (bit for bit: the file holds the generator's state); a finished one returns at once.
+        steps, at the last, and when ``callback`` raises (a wall-clock budget or Ctrl-C in the
+        callback keeps the step it stopped after), and a run started with an existing
+        checkpoint resumes from it (bit for bit: the file holds the generator's state); a
+        finished one returns at once.
     progress : show a tqdm bar over time
     seed : seeds sampling (runs are reproducible for a fixed seed)
     callback : ``callback(step, t, model)`` after every step

@@ -821,6 +821,14 @@ def evolve(prob: CMEProblem, model: AutoregressiveModel, t_eval, opts: VANOption
         stats["n_clamped"] = int(st["n_clamped"])
         rng.bit_generator.state = st["rng"]
         stats["resumed_from_step"] = step
+
+    def save():  # the state after the latest whole step (read when called)
+        _save_checkpoint(opts.checkpoint, {
+            "theta": model.theta, "thetas": thetas, "t": np.array(t), "step": np.array(step),
+            "k_next": np.array(k_next), "adam_k": np.array(adam["k"]), "adam_m": adam["m"],
+            "adam_v": adam["v"], "caps": model.caps, "t_eval": t_eval, **model.definition(),
+            "n_clamped": np.array(stats["n_clamped"]), "rng": rng.bit_generator.state})
+
     bar = None
     if opts.progress:
         from tqdm.auto import tqdm
@@ -845,15 +853,19 @@ def evolve(prob: CMEProblem, model: AutoregressiveModel, t_eval, opts: VANOption
             # the last step is saved too: a finished run's checkpoint holds every t_eval's
             # parameters, and rerunning it returns them without stepping again
             finished = k_next == len(t_eval)
-            if opts.checkpoint and (step % opts.checkpoint_every == 0 or finished):
-                _save_checkpoint(opts.checkpoint, {
-                    "theta": model.theta, "thetas": thetas, "t": np.array(t), "step": np.array(step),
-                    "k_next": np.array(k_next), "adam_k": np.array(adam["k"]), "adam_m": adam["m"],
-                    "adam_v": adam["v"], "caps": model.caps, "t_eval": t_eval,
-                    **model.definition(),
-                    "n_clamped": np.array(stats["n_clamped"]), "rng": rng.bit_generator.state})
+            saved = bool(opts.checkpoint) and (step % opts.checkpoint_every == 0 or finished)
+            if saved:
+                save()
             if opts.callback is not None:
-                opts.callback(step, t, model)
+                try:
+                    opts.callback(step, t, model)
+                except BaseException:
+                    # a callback that ends the run (a wall-clock budget, Ctrl-C while it ran)
+                    # ends it after a whole step: keep that step, not the last multiple of
+                    # checkpoint_every, which may be hours behind on a long solve
+                    if opts.checkpoint and not saved:
+                        save()
+                    raise
     finally:
         if bar is not None:
             bar.close()

@@ -233,7 +233,12 @@ def _vs_ssa(name, m, times, species, args, **kw):
         print(f"  SSA {s} at t = {times[-1]}: mean {x.mean():.3f} sd {x.std():.3f} max {x.max()} "
               f"(cap {caps[s]})")
 
+    first = 0  # t_eval[first] is the solve's start
+    if args.widen_from:
+        first, kw = _widened_start(m, t_eval, args, kw)
+
     def report(ar, k):
+        k += first
         out = []
         for s, i in zip(species, idx):
             x = ssa[:, k - 1, i]
@@ -244,7 +249,35 @@ def _vs_ssa(name, m, times, species, args, **kw):
             out.append(f"{s}: mean SSA {x.mean():.3f} VAN {mean:.3f} (rel {rel}), "
                        f"Hellinger {hellinger(p, emp):.4f}")
         return "; ".join(out)
-    return run_reported(m, t_eval, report, args.budget, **kw)
+    return run_reported(m, t_eval[first:], report, args.budget, **kw)
+
+
+def _widened_start(m, t_eval, args, kw):
+    """``(k, kw)``: the solve of ``--widen-from CK`` starts at ``t_eval[k]`` (the checkpoint's
+    time ``--widen-at``) from the law CK holds there, moved into a NADE of ``--hidden`` units
+    (:meth:`NADE.widened`, the same law); ``kw`` without the options of a start from ``x0``."""
+    from cupyssa.cme import NADE
+
+    caps = np.array([m.metadata["caps"][s] for s in m.network.species])
+    with np.load(args.widen_from) as z:
+        t0 = float(z["t_eval"][args.widen_at])
+        theta = z["thetas"][args.widen_at]
+        activation, center, scale = str(z["activation"]), z["input_center"], z["input_scale"]
+    if not np.any(np.isclose(t_eval, t0)) or not np.any(theta):
+        raise SystemExit(f"--widen-from: the checkpoint holds no law at t = {t0} of t_eval "
+                         f"{t_eval.tolist()}")
+    probe = NADE(caps, hidden=1, output_degree=args.output_degree)
+    per_unit = probe.n_params - int(caps.sum())  # W column, c entry and output rows of a unit
+    width = (len(theta) - int(caps.sum())) // per_unit
+    narrow = NADE(caps, hidden=width, activation=activation, output_degree=args.output_degree)
+    narrow.standardize_inputs(center, scale)
+    narrow.set_params(theta)  # refuses a checkpoint of another output degree
+    wide = narrow.widened(kw["hidden"], rng=np.random.default_rng(args.seed))
+    print(f"  start: the law of {args.widen_from} at t = {t0} (hidden {width}), widened to "
+          f"hidden {wide.H} ({wide.n_params} parameters)")
+    dropped = ("init_time", "init_law", "inputs", "hidden", "activation", "output_degree")
+    return int(np.flatnonzero(np.isclose(t_eval, t0))[0]), {
+        **{k: v for k, v in kw.items() if k not in dropped}, "model": wide}
 
 
 def mapk(args):
@@ -317,6 +350,10 @@ def main(argv=None):
                     help="solve(checkpoint=PATH): save the parameters to this .npz and resume "
                          "from it when it exists (one part per path)")
     sv.add_argument("--checkpoint-every", type=int, default=10, metavar="STEPS")
+    sv.add_argument("--widen-from", default=None, metavar="CK",
+                    help="mapk, schlogl3x3: start at the checkpoint's t_eval[--widen-at] from the "
+                         "law it holds there, in a NADE of --hidden units (NADE.widened)")
+    sv.add_argument("--widen-at", type=int, default=1, metavar="K")
     ap.add_argument("--ssa-cache", default=None, metavar="DIR",
                     help="keep the SSA references (mapk, schlogl3x3) in DIR and reuse them")
     ap.add_argument("--species", nargs="+", default=None, metavar="NAME",

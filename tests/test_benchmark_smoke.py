@@ -140,3 +140,34 @@ def test_moment_velocities_match_the_closed_moment_equations_of_a_linear_network
                 c * var[0] - (g + c + h) * cov - c * mu[0]]
     np.testing.assert_allclose(v, expected, rtol=1e-10, atol=1e-9)
     assert se.shape == (2,) and np.all(se > 0)
+
+
+def test_widened_start_resumes_a_checkpoints_law_in_a_wider_network(tmp_path):
+    """``cme_accuracy --widen-from CK --widen-at K``: the solve starts at ``t_eval[K]`` from the
+    law CK holds there (its width read off the parameter count), in a NADE of ``--hidden``
+    units holding the same law, without the options of a start from ``x0``; a time the
+    checkpoint has not reached is refused."""
+    import types
+
+    mod = _load("cme_accuracy")
+    m = cs.models.mapk_cascade()
+    caps = np.array([m.metadata["caps"][s] for s in m.network.species])
+    narrow = cs.cme.NADE(caps, hidden=2, rng=np.random.default_rng(1), init_scale=0.5)
+    t_eval = np.array([0.0, 10.0, 25.0])
+    thetas = np.zeros((3, narrow.n_params))
+    thetas[1] = narrow.theta
+    path = tmp_path / "ck.npz"
+    np.savez(path, t_eval=t_eval, thetas=thetas, activation=np.array("sigmoid"),
+             input_center=narrow.input_center, input_scale=narrow.input_scale)
+    args = types.SimpleNamespace(widen_from=str(path), widen_at=1, output_degree=None, seed=0)
+    kw = dict(hidden=4, n_samples=10, init_time=0.2, init_law="product", inputs="caps",
+              activation="sigmoid", output_degree=None)
+    first, started = mod._widened_start(m, t_eval, args, kw)
+    assert first == 1 and started["n_samples"] == 10
+    assert not {"init_time", "init_law", "inputs", "hidden"} & set(started)
+    wide = started["model"]
+    assert wide.H == 4
+    n = narrow.sample(200, np.random.default_rng(2))[0]
+    np.testing.assert_allclose(wide.log_prob(n), narrow.log_prob(n), rtol=0, atol=1e-10)
+    with pytest.raises(SystemExit, match="no law at t = 25"):
+        mod._widened_start(m, t_eval, types.SimpleNamespace(**{**vars(args), "widen_at": 2}), kw)

@@ -339,3 +339,28 @@ def test_centred_outputs_are_a_change_of_coordinates(degree):
         np.testing.assert_allclose(centred[:, v_block].reshape(40, -1, 4),
                                    gv[:, :, None] * (h[:, i] - hbar[i])[:, None, :], atol=1e-13)
     np.testing.assert_array_equal(m.log_prob_and_jacobian(n)[1].dense(), plain)
+
+
+@pytest.mark.parametrize("degree, activation", [(None, "sigmoid"), (2, "tanh")])
+def test_widened_network_holds_the_same_law(degree, activation):
+    """``NADE.widened(H')``: zero output weights on the new units leave every ``log P`` as it
+    was (a law with correlations: random weights, standardized inputs), the new units get
+    distinct input weights, and the Jacobian reaches their output weights (a fit can use
+    them). Narrowing is refused."""
+    caps = [5, 7, 4, 6]
+    rng = np.random.default_rng(8)
+    narrow = NADE(caps, hidden=2, rng=rng, init_scale=1.0, output_degree=degree,
+                  activation=activation)
+    narrow.standardize_inputs(np.array([2.0, 3.0, 1.0, 2.5]), np.array([1.5, 2.0, 1.0, 1.2]))
+    narrow.theta = narrow.theta + rng.normal(0, 0.7, narrow.n_params)
+    wide = narrow.widened(6, rng=np.random.default_rng(9))
+    assert wide.H == 6 and wide.n_params > narrow.n_params
+    n = np.stack([rng.integers(0, c, 300) for c in caps], axis=1)
+    np.testing.assert_allclose(wide.log_prob(n), narrow.log_prob(n), rtol=0, atol=1e-12)
+    W = wide._unpack()[0]
+    assert np.all(np.abs(np.diff(W[2:], axis=0)).max(axis=1) > 0)  # the new units differ
+    G = wide.log_prob_and_jacobian(n)[1].dense()
+    V_new = wide._unpack(np.abs(G).max(axis=0))[2][:, :, 2:]
+    assert V_new.max() > 0  # the new output weights have nonzero gradients
+    with pytest.raises(ModelSpecError, match="fewer"):
+        wide.widened(3)

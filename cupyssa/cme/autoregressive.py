@@ -523,6 +523,35 @@ class NADE(AutoregressiveModel):
         return {**super().definition(as_built),
                 "activation": np.array(DEFAULT_ACTIVATION if as_built else self.activation)}
 
+    def widened(self, hidden: int, rng=None) -> "NADE":
+        """The same law in a NADE of ``hidden >= H`` units.
+
+        The new units' weights into the outputs are zero, so ``log P_theta`` is unchanged (to
+        rounding); their input weights are drawn as a new network's (``N(0, 1/S)``, ``c = 0``),
+        so that they differ from one another and a fit moves them once their output weights
+        move. For a network that carries a law through a regime where a narrow one is right
+        and must then hold more correlation than it can (the MAPK cascade:
+        ``benchmarks/RESULTS.md``, session 31). Inputs, activation and output degree are kept.
+        """
+        if int(hidden) < self.H:
+            raise ModelSpecError(f"widened to {hidden} units, fewer than the network's {self.H}")
+        wide = NADE(self.caps, hidden=hidden, rng=rng, activation=self.activation,
+                    output_degree=self.output_degree)
+        wide.standardize_inputs(self.input_center, self.input_scale)
+        H, S, o, w = self.H, self.S, self._offsets, wide._offsets
+        W_new = wide.theta[:wide.H * S].reshape(wide.H, S)
+        W_new[:H] = self.theta[:H * S].reshape(H, S)
+        wide.theta[w[1]:w[1] + H] = self.theta[o[1]:o[2]]
+        wide.theta[w[1] + H:w[2]] = 0.0
+        for (_, _, v_old, b_old), (_, _, v_new, b_new) in zip(self._output_blocks(),
+                                                             wide._output_blocks()):
+            rows = self.theta[v_old].reshape(-1, H)
+            block = np.zeros((len(rows), wide.H))
+            block[:, :H] = rows
+            wide.theta[v_new] = block.ravel()
+            wide.theta[b_new] = self.theta[b_old]
+        return wide
+
     def set_marginal_bias(self, log_probs) -> None:
         """Set ``b_i`` so that, ignoring ``V``, conditional ``i`` is ``log_probs[i]`` ([M_i])."""
         b = np.zeros((self.S, self.M_max))

@@ -263,7 +263,8 @@ def _widened_start(m, t_eval, args, kw):
         t0 = float(z["t_eval"][args.widen_at])
         theta = z["thetas"][args.widen_at]
         activation, center, scale = str(z["activation"]), z["input_center"], z["input_scale"]
-    if not np.any(np.isclose(t_eval, t0)) or not np.any(theta):
+    at = np.flatnonzero(np.isclose(t_eval, t0))
+    if not at.size or not np.any(theta):
         raise SystemExit(f"--widen-from: the checkpoint holds no law at t = {t0} of t_eval "
                          f"{t_eval.tolist()}")
     probe = NADE(caps, hidden=1, output_degree=args.output_degree)
@@ -276,7 +277,7 @@ def _widened_start(m, t_eval, args, kw):
     print(f"  start: the law of {args.widen_from} at t = {t0} (hidden {width}), widened to "
           f"hidden {wide.H} ({wide.n_params} parameters)")
     dropped = ("init_time", "init_law", "inputs", "hidden", "activation", "output_degree")
-    return int(np.flatnonzero(np.isclose(t_eval, t0))[0]), {
+    return int(at[0]), {
         **{k: v for k, v in kw.items() if k not in dropped}, "model": wide}
 
 

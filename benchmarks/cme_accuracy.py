@@ -46,6 +46,7 @@ import numpy as np
 import cupyssa
 import cupyssa.models as models
 from cupyssa.cme import fsp, solve
+from cupyssa.cme.autoregressive import DEFAULT_ACTIVATION
 from cupyssa.cme.box import box_cme
 from cupyssa.kernels.cpu import source_digest
 
@@ -256,29 +257,67 @@ def _widened_start(m, t_eval, args, kw):
     """``(k, kw)``: the solve of ``--widen-from CK`` starts at ``t_eval[k]`` (the checkpoint's
     time ``--widen-at``) from the law CK holds there, moved into a NADE of ``--hidden`` units
     (:meth:`NADE.widened`, the same law); ``kw`` without the options of a start from ``x0``."""
-    from cupyssa.cme import NADE
-
     caps = np.array([m.metadata["caps"][s] for s in m.network.species])
-    with np.load(args.widen_from) as z:
-        t0 = float(z["t_eval"][args.widen_at])
-        theta = z["thetas"][args.widen_at]
-        activation, center, scale = str(z["activation"]), z["input_center"], z["input_scale"]
+    narrow, t0 = checkpoint_law(args.widen_from, caps, at=args.widen_at,
+                                output_degree=args.output_degree)
     at = np.flatnonzero(np.isclose(t_eval, t0))
-    if not at.size or not np.any(theta):
-        raise SystemExit(f"--widen-from: the checkpoint holds no law at t = {t0} of t_eval "
+    if not at.size:
+        raise SystemExit(f"--widen-from: the checkpoint's t = {t0} is not one of t_eval "
                          f"{t_eval.tolist()}")
-    probe = NADE(caps, hidden=1, output_degree=args.output_degree)
-    per_unit = probe.n_params - int(caps.sum())  # W column, c entry and output rows of a unit
-    width = (len(theta) - int(caps.sum())) // per_unit
-    narrow = NADE(caps, hidden=width, activation=activation, output_degree=args.output_degree)
-    narrow.standardize_inputs(center, scale)
-    narrow.set_params(theta)  # refuses a checkpoint of another output degree
     wide = narrow.widened(kw["hidden"], rng=np.random.default_rng(args.seed))
-    print(f"  start: the law of {args.widen_from} at t = {t0} (hidden {width}), widened to "
+    print(f"  start: the law of {args.widen_from} at t = {t0} (hidden {narrow.H}), widened to "
           f"hidden {wide.H} ({wide.n_params} parameters)")
     dropped = ("init_time", "init_law", "inputs", "hidden", "activation", "output_degree")
     return int(at[0]), {
         **{k: v for k, v in kw.items() if k not in dropped}, "model": wide}
+
+
+def checkpoint_law(path, caps, at=None, at_time=None, output_degree=None):
+    """``(NADE, t)``: the law that the checkpoint of ``solve(checkpoint=path)`` holds at
+    ``t_eval[at]``, or at its time ``at_time``, or (neither) its latest parameters, at the
+    time the run stopped; in the network the solve defined, as the checkpoint records it.
+
+    Checkpoints record the activation and inputs since session 27 (older ones: the defaults a
+    network is built with), the width and output degree since session 32 (older ones: the
+    width read off the parameter count for ``output_degree``, which they do not record).
+
+    Parameters
+    ----------
+    path : the ``.npz`` file
+    caps : [S] the model's caps
+    at : index into the checkpoint's ``t_eval``; at_time : one of its values
+    output_degree : the network's ``output_degree`` where the checkpoint does not record it
+    """
+    from cupyssa.cme import NADE
+
+    caps = np.asarray(caps)
+    with np.load(path) as z:
+        t_eval = [float(t) for t in z["t_eval"]]
+        if at_time is not None:
+            if at_time not in t_eval:
+                raise SystemExit(f"{path}: t = {at_time} is not one of its times {t_eval}")
+            at = t_eval.index(at_time)
+        theta = z["theta"] if at is None else z["thetas"][at]
+        t = float(z["t"]) if at is None else t_eval[at]
+        if at is not None and not np.any(theta):  # rows of times a run has not reached
+            raise SystemExit(f"{path} holds no law at t = {t} (its run stopped at t = "
+                             f"{float(z['t']):.4g})")
+        activation = str(z["activation"]) if "activation" in z.files else DEFAULT_ACTIVATION
+        inputs = (z["input_center"], z["input_scale"]) if "input_center" in z.files else None
+        width = int(z["hidden"]) if "hidden" in z.files else None
+        if "output_degree" in z.files:
+            output_degree = int(z["output_degree"]) or None
+    if width is None:  # W [H, S], c [H] and output rows (H each), then one bias per value
+        per_unit = NADE(caps, hidden=1, output_degree=output_degree).n_params - int(caps.sum())
+        width, rest = divmod(len(theta) - int(caps.sum()), per_unit)
+        if rest or width < 1:
+            raise SystemExit(f"{path}: {len(theta)} parameters are no NADE of output_degree "
+                             f"{output_degree} on these caps")
+    law = NADE(caps, hidden=width, activation=activation, output_degree=output_degree)
+    if inputs is not None:
+        law.standardize_inputs(*inputs)
+    law.set_params(theta)
+    return law, t
 
 
 def mapk(args):

@@ -49,7 +49,7 @@ from cupyssa.cme.van import make_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _report import hellinger  # noqa: E402
-from cme_accuracy import empirical_marginal, model_marginal, ssa_states  # noqa: E402
+from cme_accuracy import checkpoint_law, empirical_marginal, model_marginal, ssa_states  # noqa: E402
 from van_moment_velocity import converted_pairs, moments  # noqa: E402
 
 #: model and the species reported (those of the cme_accuracy comparisons)
@@ -70,19 +70,6 @@ def covariance_line(species, pairs, x, other=None) -> str:
                      for k, ((i, j), c) in enumerate(zip(pairs, covs(x))))
 
 
-def from_checkpoint(net, path, t):
-    """Give ``net`` the law that the solve checkpoint ``path`` holds at time ``t`` (its
-    parameters there, and the inputs and activation it recorded)."""
-    with np.load(path) as z:
-        times = [float(s) for s in z["t_eval"]]
-        if t not in times:
-            raise SystemExit(f"--start: t = {t} is not one of the checkpoint's times {times}")
-        if str(z["activation"]) != net.activation:
-            raise SystemExit(f"--start: the checkpoint's activation is {z['activation']}")
-        net.standardize_inputs(z["input_center"], z["input_scale"])
-        net.set_params(z["thetas"][times.index(t)])
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=sorted(CASES), default="mapk")
@@ -92,8 +79,9 @@ def main(argv=None):
                     help="NADE output_degree of the fitted networks (default: free V)")
     ap.add_argument("--start", default=None, metavar="CK",
                     help="start each fit from the law a solve's checkpoint holds at --time (one "
-                         "of its t_eval; the network as it defined it, of the width --hidden), "
-                         "not from a new network: does the fit improve on the solve's law?")
+                         "of its t_eval; the network as it defined it, widened to each --hidden "
+                         "by NADE.widened: the same law), not from a new network: does the fit "
+                         "improve on the solve's law?")
     ap.add_argument("--n-fit", type=int, default=20_000, help="SSA trajectories fitted (seed 1)")
     ap.add_argument("--n-ref", type=int, default=10_000,
                     help="SSA trajectories compared with (seed 0)")
@@ -130,10 +118,13 @@ def main(argv=None):
         print("  covariances of the reference (fitted) trajectories: "
               + covariance_line(species, pairs, ref_x, fit_x), flush=True)
     for H in args.hidden:
-        net = make_model("nade", caps, np.random.default_rng(0), hidden=H,
-                         output_degree=args.output_degree)
         if args.start:
-            from_checkpoint(net, args.start, args.time)
+            law, _ = checkpoint_law(args.start, caps, at_time=args.time,
+                                    output_degree=args.output_degree)
+            net = law.widened(H, rng=np.random.default_rng(0))
+        else:
+            net = make_model("nade", caps, np.random.default_rng(0), hidden=H,
+                             output_degree=args.output_degree)
         start = time.perf_counter()
         kl = fit_to_law(net, states, counts.astype(float), max_iter=args.iters)
         parts = []

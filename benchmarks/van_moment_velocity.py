@@ -40,23 +40,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 
 import numpy as np
 
 import cupyssa.models as models
 from cupyssa.cme import solve
-from cupyssa.cme.autoregressive import DEFAULT_ACTIVATION
-from cupyssa.cme.van import make_model
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cme_accuracy import checkpoint_law, ssa_states  # noqa: E402
 
 #: model, and the solve keywords of its accuracy runs (benchmarks/RESULTS.md) that the JSON
 #: arguments override
 CASES = {
     "schlogl3x3": (lambda: models.schlogl_paper((3, 3)),
-                   dict(hidden=8, n_samples=2000, dt=5e-4, eps=0.02, alpha=0.5,
+                   dict(n_samples=2000, dt=5e-4, eps=0.02, alpha=0.5,
                         integrator="implicit")),
     "mapk": (models.mapk_cascade,
-             dict(hidden=2, n_samples=2000, dt=0.05, eps=0.0, alpha=0.5, integrator="implicit")),
+             dict(n_samples=2000, dt=0.05, eps=0.0, alpha=0.5, integrator="implicit")),
 }
 
 
@@ -106,8 +109,6 @@ def main(argv=None):
                     help=".npz written by solve(checkpoint=...): the start law (its 'theta')")
     ap.add_argument("--horizon", type=float, default=None,
                     help="time the VAN runs (default: one step, the config's dt)")
-    ap.add_argument("--hidden", type=int, default=None,
-                    help="NADE width of the checkpoint's network (default: the model's)")
     ap.add_argument("--output-degree", type=int, default=None,
                     help="NADE output_degree of the checkpoint's network (default: free V)")
     ap.add_argument("--at", type=int, default=None, metavar="K",
@@ -131,22 +132,9 @@ def main(argv=None):
     theta = net.parameter_vector(m.params)
     pairs = converted_pairs(net)
     S = len(caps)
-    hidden = args.hidden or defaults["hidden"]
-    with np.load(args.checkpoint) as z:
-        # the network as the solve defined it (checkpoints record its activation and inputs
-        # since session 27; older ones hold a network as built)
-        activation = str(z["activation"]) if "activation" in z.files else DEFAULT_ACTIVATION
-        start = make_model("nade", caps, np.random.default_rng(0), hidden=hidden,
-                           activation=activation, output_degree=args.output_degree)
-        if "input_center" in z.files:
-            start.standardize_inputs(z["input_center"], z["input_scale"])
-        if args.at is None:
-            start.set_params(z["theta"])
-            t0 = float(z["t"])
-        else:
-            start.set_params(z["thetas"][args.at])
-            t0 = float(z["t_eval"][args.at])
-        ssa_times = [float(t) for t in z["t_eval"][1:]]
+    # the network as the solve defined it (its width from the parameter count)
+    start, t0 = checkpoint_law(args.checkpoint, caps, at=args.at,
+                               output_degree=args.output_degree)
     x = start.sample(args.n_moments, np.random.default_rng(11))[0]
     before = moments(x, pairs)
     exact, se = exact_velocities(net, theta, caps, x, pairs)
@@ -166,17 +154,15 @@ def main(argv=None):
     row(f"exact CME (mean's SE {se.mean() / np.sqrt(S):.2f})", exact)
     row("law now (the moments themselves)", before, what="mean")
     if args.ssa:
-        # the benchmark's own cache (same folder; imported here so that the tests, which load
-        # this file alone, need not find it): the states at every one of its times
-        from cme_accuracy import ssa_states
-
+        with np.load(args.checkpoint) as z:  # the benchmark's SSA times: the solve's t_eval[1:]
+            ssa_times = [float(t) for t in z["t_eval"][1:]]
         if t0 not in ssa_times:
             raise SystemExit(f"--ssa: the law's time {t0} is not one of the SSA times {ssa_times}")
         states = ssa_states(m, ssa_times, args.ssa_trajectories, args.ssa)
         row(f"SSA, {args.ssa_trajectories} trajectories",
             moments(states[:, ssa_times.index(t0)], pairs), what="mean")
     for cfg in args.configs:
-        kw = {**defaults, **json.loads(cfg), "hidden": hidden}
+        kw = {**defaults, **json.loads(cfg)}
         horizon = args.horizon or kw["dt"]
         clock = time.perf_counter()
         sol = solve(m, t_eval=[t0, t0 + horizon], model=start, **kw)

@@ -33,6 +33,9 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=None, help="default 500 (MAPK: 1,000)")
     ap.add_argument("--hidden", type=int, default=None, help="default 8 (MAPK: 2)")
     ap.add_argument("--method", default="tdvp")
+    ap.add_argument("--step-check", type=float, default=None,
+                    help="solve's step_check (MAPK's accuracy runs: 1; it judges each step on a "
+                         "fresh batch, two forward passes over its predecessors)")
     args = ap.parse_args(argv)
     if args.model == "mapk":
         m, name, horizon = models.mapk_cascade(), "MAPK cascade", args.horizon or 0.5
@@ -43,7 +46,7 @@ def main(argv=None):
         m, name, horizon = models.schlogl_paper((2,)), "2-site Schlögl", args.horizon or 5e-4
         kw = dict(hidden=args.hidden or 8, n_samples=args.samples or 500, dt=1e-3, eps=0.2,
                   init_width=0.2)
-    kw.update(method=args.method, seed=0)
+    kw.update(method=args.method, seed=0, step_check=args.step_check)
     t0 = kw.get("init_time", 0.0)  # the steps start there
     solve(m, t_eval=[0.0, t0 + horizon / 4], **kw)  # warm-up (imports, compilation, BLAS)
     start = time.perf_counter()

@@ -157,8 +157,10 @@ def test_widened_start_resumes_a_checkpoints_law_in_a_wider_network(tmp_path):
     thetas = np.zeros((3, narrow.n_params))
     thetas[1] = narrow.theta
     path = tmp_path / "ck.npz"
-    np.savez(path, t_eval=t_eval, thetas=thetas, activation=np.array("sigmoid"),
-             input_center=narrow.input_center, input_scale=narrow.input_scale)
+    # a checkpoint as written before session 32: no width or output degree recorded
+    np.savez(path, t_eval=t_eval, thetas=thetas, theta=thetas[1], t=np.array(12.5),
+             activation=np.array("sigmoid"), input_center=narrow.input_center,
+             input_scale=narrow.input_scale)
     args = types.SimpleNamespace(widen_from=str(path), widen_at=1, output_degree=None, seed=0)
     kw = dict(hidden=4, n_samples=10, init_time=0.2, init_law="product", inputs="caps",
               activation="sigmoid", output_degree=None)
@@ -171,3 +173,31 @@ def test_widened_start_resumes_a_checkpoints_law_in_a_wider_network(tmp_path):
     np.testing.assert_allclose(wide.log_prob(n), narrow.log_prob(n), rtol=0, atol=1e-10)
     with pytest.raises(SystemExit, match="no law at t = 25"):
         mod._widened_start(m, t_eval, types.SimpleNamespace(**{**vars(args), "widen_at": 2}), kw)
+
+
+def test_checkpoint_law_rebuilds_the_solves_network(tmp_path):
+    """``cme_accuracy.checkpoint_law``: the law of a solve's checkpoint at a time of its
+    ``t_eval`` (by index or by value) and at its end, in the network the solve defined (width,
+    output degree, activation and inputs as recorded): the same ``log P`` as the solution's."""
+    mod = _load("cme_accuracy")
+    m = cs.models.toggle_switch(rho=3.0, sb=0.1, su=0.2)
+    caps = {"Gx": 2, "Gy": 2, "Px": 12, "Py": 12}
+    path = tmp_path / "ck.npz"
+    t_eval = [0.0, 0.04, 0.08]
+    sol = cs.cme.solve(m, t_eval=t_eval, method="tdvp", caps=caps, n_samples=50, hidden=3,
+                       output_degree=2, activation="tanh", inputs="start", init_law="product",
+                       init_time=0.02, dt=0.02, seed=0, checkpoint=str(path))
+    capv = np.array([caps[s] for s in m.network.species])
+    n = sol.samples(2, n=100, seed=0)
+    by_index, t = mod.checkpoint_law(path, capv, at=1)
+    by_value, _ = mod.checkpoint_law(path, capv, at_time=0.04)
+    last, t_last = mod.checkpoint_law(path, capv)
+    assert (t, t_last) == (0.04, 0.08)
+    assert (by_index.H, by_index.output_degree, by_index.activation) == (3, 2, "tanh")
+    assert not np.allclose(by_index.input_scale, capv)  # the start's law, not n / M
+    np.testing.assert_array_equal(by_index.log_prob(n), sol.log_prob(n, 1))
+    np.testing.assert_array_equal(by_value.theta, by_index.theta)
+    np.testing.assert_array_equal(last.log_prob(n), sol.log_prob(n, 2))
+    with pytest.raises(SystemExit, match="not one of its times"):
+        mod.checkpoint_law(path, capv, at_time=0.05)
+

@@ -262,6 +262,45 @@ def test_per_species_matmul_matches_einsum(N, S, A, B, biased, seed):
         numba.set_num_threads(threads)
 
 
+@settings(max_examples=40, deadline=None)
+@given(caps=st.lists(st.integers(1, 9), min_size=1, max_size=5), H=st.integers(1, 6),
+       seed=st.integers(0, 2**32 - 1))
+def test_log_prob_of_hidden_is_the_two_pass_result(caps, H, seed):
+    # kernels/softmax.log_prob_of_hidden makes each logits row where it is read: the same bits
+    # as the logits array of kernels/blockwise followed by log_prob_rows (what NADE.log_prob
+    # gave before it, and what its gradient path still computes), for any thread count
+    import numba
+
+    from cupyssa.kernels.blockwise import per_species_matmul
+    from cupyssa.kernels.softmax import log_prob_of_hidden, log_prob_rows
+
+    rng = np.random.default_rng(seed)
+    caps = np.array(caps, dtype=np.int64)
+    N, S, M = 9, caps.size, int(caps.max())
+    h = rng.random((N, S, H))
+    V = rng.normal(0, 20, (S, M, H))
+    b = rng.normal(0, 20, (S, M))
+    b[np.arange(M)[None, :] >= caps[:, None]] = 1e300  # padding must not enter
+    n = (rng.random((N, S)) * caps).astype(np.int64)
+    want = log_prob_rows(per_species_matmul(h, V.transpose(0, 2, 1), b), n, caps)
+    np.testing.assert_array_equal(log_prob_of_hidden(h, V, b, n, caps), want)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        np.testing.assert_array_equal(log_prob_of_hidden(h, V, b, n, caps), want)
+    finally:
+        numba.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("i", range(len(IDS)), ids=IDS)
+def test_log_prob_equals_the_gradient_paths(i):
+    # log_prob (NADE: the fused forward pass) and log_prob_and_jacobian (the logits array and
+    # its adjoint) are two code paths to one number; they agree to the bit
+    model = _models()[i]
+    n = model.sample(200, np.random.default_rng(5))[0]
+    np.testing.assert_array_equal(model.log_prob(n), model.log_prob_and_jacobian(n)[0])
+
+
 @pytest.mark.parametrize("cap, degree", [(85, 2), (7, 3), (3, 4), (2, 2), (1, 2)])
 def test_legendre_output_basis(cap, degree):
     """``Phi [M, k]``, ``k = min(degree, M - 1)``: orthonormal over ``m = 0..M-1``, orthogonal

@@ -107,6 +107,22 @@ def test_checkpoint_resume_is_bitwise(tmp_path):
         solve(model, t_eval=np.array([0.0, 0.5]), checkpoint=path, **kw)
 
 
+def test_checkpoint_of_another_network_with_as_many_parameters_is_refused(tmp_path):
+    # caps 2, 2, 12, 12: 3 hidden units with output_degree=2 have 3 x (4 + 1 + 6) + 28 = 61
+    # parameters, 1 unit of free V 1 x (4 + 1 + 28) + 28 = 61; the checkpoint records the width
+    # and the degree, so the parameter count is not what tells the networks apart
+    model, caps = small_toggle()
+    t = np.array([0.0, 0.04])
+    path = str(tmp_path / "ck.npz")
+    kw = dict(method="tdvp", caps=caps, n_samples=50, dt=0.02, seed=0, checkpoint=path)
+    solve(model, t_eval=t, hidden=3, output_degree=2, **kw)
+    with np.load(path) as z:
+        assert int(z["hidden"]) == 3 and int(z["output_degree"]) == 2
+        assert z["theta"].size == 61
+    with pytest.raises(VANError, match="another output degree"):
+        solve(model, t_eval=t, hidden=1, **kw)
+
+
 def test_time_dependent_rates_are_used():
     # SIR with beta(t): with amplitude 0 it equals the constant-rate run; with a large amplitude
     # over the first half period (beta above beta0) the mean of I must differ by far more than

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import CupyssaError
 from ..kernels.blockwise import per_species_matmul
-from ..kernels.softmax import log_prob_and_logit_adjoint, log_prob_rows
+from ..kernels.softmax import log_prob_and_logit_adjoint, log_prob_of_hidden, log_prob_rows
 
 __all__ = ["AutoregressiveModel", "NADE", "MADE", "ModelSpecError", "Jacobian", "DenseJacobian",
            "NADEJacobian"]
@@ -179,8 +179,11 @@ class AutoregressiveModel:
         n = self.check_states(n)
         inside = self.in_box(n)
         nc = np.where(inside[:, None], n, 0)
-        logits, _ = self._logits(nc)
-        return np.where(inside, log_prob_rows(logits, nc, self.caps), -np.inf)
+        return np.where(inside, self._log_prob_in_box(nc), -np.inf)
+
+    def _log_prob_in_box(self, n):
+        """``log P`` ``[N]`` of states ``n`` inside the caps (the forward pass alone)."""
+        return log_prob_rows(self._logits(n)[0], n, self.caps)
 
     def log_prob_and_grad(self, n):
         """``(log P [N], G [N, P])`` with ``G[s] = d log P(n_s) / d theta`` (states in the box).
@@ -520,8 +523,13 @@ class NADE(AutoregressiveModel):
         return slice(self._offsets[2], self._offsets[3])  # V
 
     def definition(self, as_built: bool = False) -> dict:
+        # the width and output degree too (0: free V), so that a checkpoint names its network:
+        # the parameter count alone does not (caps 2, 2, 12, 12: 3 units of degree 2 have as
+        # many parameters as 1 unit of free V). ``as_built`` keeps them: a checkpoint written
+        # before they were recorded was checked against the parameter count alone
         return {**super().definition(as_built),
-                "activation": np.array(DEFAULT_ACTIVATION if as_built else self.activation)}
+                "activation": np.array(DEFAULT_ACTIVATION if as_built else self.activation),
+                "hidden": np.array(self.H), "output_degree": np.array(self.output_degree or 0)}
 
     def widened(self, hidden: int, rng=None) -> "NADE":
         """The same law in a NADE of ``hidden >= H`` units.
@@ -559,15 +567,27 @@ class NADE(AutoregressiveModel):
             b[i, :self.caps[i]] = lp
         self.theta[self._offsets[3]:self._offsets[4]] = b[self.valid]
 
-    def _logits(self, n):
+    def _hidden(self, n):
+        """``(u [N, S], h [N, S, H], W, V, b)``: the inputs, each conditional's hidden units
+        and the unpacked parameters."""
         W, c, V, b = self._unpack()
         u = self._scaled(n)  # [N, S]
         # a_i = c + sum_{j<i} W[:, j] u_j  (exclusive cumulative sum over j)
         contrib = u[:, :, None] * W.T[None, :, :]  # [N, S, H]
         A = np.cumsum(contrib, axis=1) - contrib + c
-        h = _ACTIVATIONS[self.activation][0](A)
+        return u, _ACTIVATIONS[self.activation][0](A), W, V, b
+
+    def _logits(self, n):
+        u, h, W, V, b = self._hidden(n)
         logits = per_species_matmul(h, V.transpose(0, 2, 1), b)
         return logits, (u, h, V, W)
+
+    def _log_prob_in_box(self, n):
+        # the logits made row by row where the softmax reads them: the same bits as the base
+        # class's path without its [N, S, M_max] array (MAPK's implicit step: 60 % of its time
+        # was the forward pass over ~10^5 predecessor states, most of it that array's traffic)
+        _, h, _, V, b = self._hidden(n)
+        return log_prob_of_hidden(h, V, b, n, self.caps)
 
     def _hidden_adjoints(self, cache, g):
         """``(dA [N, S, H], R [N, S, H])``: adjoints of the pre-activations ``a_i`` and their
@@ -623,7 +643,7 @@ class NADE(AutoregressiveModel):
             same step in ``theta`` (``db = db' - dV hbar``, the output weights' and hidden
             layers' parts unchanged).
         """
-        hbar = np.einsum("n,nsh->sh", np.asarray(w, dtype=float), self._logits(self.check_states(n))[1][1])
+        hbar = np.einsum("n,nsh->sh", np.asarray(w, dtype=float), self._hidden(self.check_states(n))[1])
 
         def to_theta(delta):
             delta = np.array(delta, dtype=float)

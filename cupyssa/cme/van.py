@@ -785,8 +785,9 @@ def _load_checkpoint(path, model, t_eval):
     as_built = model.definition(as_built=True)
     if not all(np.array_equal(state.get(k, as_built[k]), v)
                for k, v in model.definition().items()):
-        raise VANError(f"checkpoint {path!r} was written for a network with other inputs or "
-                       "another activation (solve's inputs= and activation=)")
+        raise VANError(f"checkpoint {path!r} was written for a network with other inputs, "
+                       "another activation or another output degree (solve's inputs=, "
+                       "activation= and output_degree=)")
     state["rng"] = json.loads(str(state["rng"]))
     return state
 

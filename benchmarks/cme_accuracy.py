@@ -45,7 +45,7 @@ import numpy as np
 
 import cupyssa
 import cupyssa.models as models
-from cupyssa.cme import fsp, solve
+from cupyssa.cme import NADE, fsp, solve
 from cupyssa.cme.autoregressive import DEFAULT_ACTIVATION
 from cupyssa.cme.box import box_cme
 from cupyssa.kernels.cpu import source_digest
@@ -288,8 +288,6 @@ def checkpoint_law(path, caps, at=None, at_time=None, output_degree=None):
     at : index into the checkpoint's ``t_eval``; at_time : one of its values
     output_degree : the network's ``output_degree`` where the checkpoint does not record it
     """
-    from cupyssa.cme import NADE
-
     caps = np.asarray(caps)
     with np.load(path) as z:
         t_eval = [float(t) for t in z["t_eval"]]

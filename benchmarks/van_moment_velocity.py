@@ -34,6 +34,17 @@ With no JSON, only the law's moments; ``--ssa DIR`` adds those of the SSA states
 
     python benchmarks/van_moment_velocity.py --checkpoint ck.npz --at 3 --output-degree 2 \
         --per-species --ssa DIR
+
+Why a step may stall: it reads the velocity off its batch through the local energy ``E(n)``,
+whose ratios ``P(n - s_k) / P(n)`` are large at the few states where the law is too thin for the
+flow into them (``Cov_P(x_i, E)`` is the exact velocity, see :func:`ratio_velocities`). When
+``E`` is heavy-tailed, a batch of a step's size mostly misses those states and sees a fraction
+of the velocity. ``--subset N`` prints ``E``'s quantiles and the spread of ``Cov(x, E)`` over
+batches of ``N`` states beside the drift formula, which has no ratios. ``--widen H`` takes the
+steps in a wider network holding the same law (does the width matter?)::
+
+    python benchmarks/van_moment_velocity.py --model mapk --checkpoint ck.npz --at 1 \
+        --horizon 1 --subset 2700 --widen 16 '{"n_samples": 5000, "dt": 0.25, "alpha": 1}'
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ import numpy as np
 
 import cupyssa.models as models
 from cupyssa.cme import solve
+from cupyssa.cme.van import local_energy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cme_accuracy import checkpoint_law, ssa_states  # noqa: E402
@@ -101,6 +113,39 @@ def exact_velocities(network, theta, caps, x, pairs):
     return np.concatenate([dmu, dvar, dcov]), drift.std(axis=0) / np.sqrt(len(x))
 
 
+#: states per call of local_energy in ratio_velocities
+_ENERGY_BLOCK = 20_000
+
+
+def ratio_velocities(law, network, theta, x, w=None):
+    """The means' velocities as a TDVP step sees them, ``Cov_w(x_i, E)`` [S], on the states
+    ``x`` [N, S] with weights ``w`` (default uniform), ``E`` the local energy
+    (:func:`cupyssa.cme.van.local_energy`).
+
+    Under the law itself (``w = P`` over the whole box) this is the exact velocity: summing
+    ``E(n) P(n) = (W P)(n)`` by parts gives ``sum_n x_i (W P)(n) = E_P[sum_k a_k(x) s_ki]``, the
+    drift of :func:`exact_velocities`. A step's fit reads the velocity off its batch this way,
+    through the ratios ``P(n - s_k) / P(n)`` in ``E``, where the drift formula has none."""
+    w = np.full(len(x), 1.0 / len(x)) if w is None else np.asarray(w, dtype=float)
+    # by blocks: the predecessors of 2 * 10^5 MAPK states and their hidden units filled 22 GB
+    E = np.concatenate([local_energy(law, network, theta, x[lo:lo + _ENERGY_BLOCK])
+                        for lo in range(0, len(x), _ENERGY_BLOCK)])
+    xc = x - w @ x
+    return (w * (E - w @ E)) @ xc, E
+
+
+def subset_spread(x, E, size, rng, n_subsets=200):
+    """``[3, S]``: the 10 %, 50 % and 90 % quantiles of ``Cov(x_i, E)`` over ``n_subsets``
+    subsets of ``size`` of the states ``x`` [N, S] (their energies ``E`` [N]), drawn without
+    replacement: the velocities that batches of a step's size see."""
+    out = np.empty((n_subsets, x.shape[1]))
+    for r in range(n_subsets):
+        i = rng.choice(len(x), size, replace=False)
+        xs, Es = x[i], E[i]
+        out[r] = (Es - Es.mean()) @ (xs - xs.mean(axis=0)) / size
+    return np.quantile(out, [0.1, 0.5, 0.9], axis=0)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("configs", nargs="*", help="JSON: solve() keywords, one run each")
@@ -114,6 +159,12 @@ def main(argv=None):
     ap.add_argument("--at", type=int, default=None, metavar="K",
                     help="start from the law the checkpoint holds at t_eval[K] (default: the "
                          "last saved, its 'theta')")
+    ap.add_argument("--widen", type=int, default=None, metavar="H",
+                    help="take the steps in a NADE of H units holding the same law "
+                         "(NADE.widened): does a wider network move it as the CME does?")
+    ap.add_argument("--subset", type=int, default=None, metavar="N",
+                    help="also the means' velocities as batches of N states see them through "
+                         "the local energy, Cov(x, E) (ratio_velocities), against the drift")
     ap.add_argument("--per-species", action="store_true",
                     help="also print each species' mean and variance (velocities)")
     ap.add_argument("--ssa", metavar="DIR", default=None,
@@ -135,11 +186,14 @@ def main(argv=None):
     # the network as the solve defined it (its width from the parameter count)
     start, t0 = checkpoint_law(args.checkpoint, caps, at=args.at,
                                output_degree=args.output_degree)
+    if args.widen is not None:
+        start = start.widened(args.widen, rng=np.random.default_rng(0))
     x = start.sample(args.n_moments, np.random.default_rng(11))[0]
     before = moments(x, pairs)
     exact, se = exact_velocities(net, theta, caps, x, pairs)
     names = [f"cov {net.species[i]}-{net.species[j]}" for i, j in pairs]
-    print(f"{args.model}, the law of {args.checkpoint} at t = {t0:.4g}; {args.n_moments} states "
+    print(f"{args.model}, the law of {args.checkpoint} at t = {t0:.4g} (NADE hidden {start.H}, "
+          f"{start.n_params} parameters); {args.n_moments} states "
           f"per law; d/dt of the species-averaged mean and variance, then of the covariances")
     print(f"{'':44s} {'mean':>8s} {'var':>9s} " + " ".join(f"{n:>10s}" for n in names[:12]))
 
@@ -153,6 +207,17 @@ def main(argv=None):
 
     row(f"exact CME (mean's SE {se.mean() / np.sqrt(S):.2f})", exact)
     row("law now (the moments themselves)", before, what="mean")
+    if args.subset:
+        by_ratios, E = ratio_velocities(start, net, theta, x)
+        q = subset_spread(x, E, args.subset, np.random.default_rng(12))
+        print(f"{'':6s}E(n) on the {len(x)} states: quantiles 50 / 90 / 99 / 99.9 % "
+              + " / ".join(f"{e:.3g}" for e in np.quantile(E, [0.5, 0.9, 0.99, 0.999]))
+              + f", max {E.max():.4g}")
+        print(f"{'':6s}d mean/dt as Cov(x, E): species: drift, all states, subsets of "
+              f"{args.subset}: 10 / 50 / 90 %")
+        for i, name in enumerate(net.species):
+            print(f"{'':8s}{name}: {exact[i]:.4g}, {by_ratios[i]:.4g}, "
+                  + " / ".join(f"{v:.4g}" for v in q[:, i]))
     if args.ssa:
         with np.load(args.checkpoint) as z:  # the benchmark's SSA times: the solve's t_eval[1:]
             ssa_times = [float(t) for t in z["t_eval"][1:]]

@@ -142,6 +142,36 @@ def test_moment_velocities_match_the_closed_moment_equations_of_a_linear_network
     assert se.shape == (2,) and np.all(se > 0)
 
 
+def test_ratio_velocities_under_the_whole_law_are_the_drift(monkeypatch):
+    """``van_moment_velocity.ratio_velocities``: with every box state weighted by its
+    probability, ``sum_n x_i E(n) P(n) = sum_n x_i (W P)(n)``, which summation by parts turns
+    into ``sum_m P(m) sum_k a_k(m) s_ki`` over the reactions whose product stays in the box (the
+    reflecting rule of both ``W`` and the drift), and ``sum_n E(n) P(n) = 0``: the two agree to
+    rounding, for any law. A NADE with random weights on small caps, so that the box edge
+    switches reactions off (``A`` is fed at rate 7 and capped at 9). Over batches as large as the
+    whole set, ``subset_spread`` gives that set's covariance at every quantile. The local
+    energies are taken in blocks of 50 states here (three blocks), as in larger runs."""
+    mod = _load("van_moment_velocity")
+    monkeypatch.setattr(mod, "_ENERGY_BLOCK", 50)
+    m = cs.models._model("k = 7\ng = 0.3\nc = 0.5\nh = 0.2\ninit A = 0\ninit B = 0\n"
+                         "0 -> A ; k\nA -> 0 ; g\nA -> B ; c\nB -> 0 ; h", 1.0)
+    net = m.network
+    theta = net.parameter_vector(m.params)
+    caps = np.array([10, 12])
+    law = cs.cme.NADE(caps, hidden=3, rng=np.random.default_rng(5), init_scale=0.5)
+    states = np.stack(np.meshgrid(np.arange(10), np.arange(12), indexing="ij"), -1).reshape(-1, 2)
+    p = np.exp(law.log_prob(states))
+    by_ratios, E = mod.ratio_velocities(law, net, theta, states, p)
+    nu = np.asarray(net.stoichiometry)
+    after = states[:, None, :] + nu[None]
+    a = np.where(np.all((after >= 0) & (after < caps), axis=-1), net.propensities(states, theta), 0)
+    np.testing.assert_allclose(by_ratios, p @ (a @ nu), rtol=1e-9, atol=1e-12)
+    assert abs(p @ E) < 1e-10
+    q = mod.subset_spread(states, E, len(states), np.random.default_rng(0), n_subsets=3)
+    uniform, _ = mod.ratio_velocities(law, net, theta, states)
+    np.testing.assert_allclose(q, np.broadcast_to(uniform, q.shape), rtol=1e-12, atol=1e-14)
+
+
 def test_widened_start_resumes_a_checkpoints_law_in_a_wider_network(tmp_path):
     """``cme_accuracy --widen-from CK --widen-at K``: the solve starts at ``t_eval[K]`` from the
     law CK holds there (its width read off the parameter count), in a NADE of ``--hidden``

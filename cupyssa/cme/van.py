@@ -138,6 +138,16 @@ runs with 1e-6 or 1e-7 diverged before t = 0.25. Exact sampling (``alpha=1``) mo
 with the default damping, but from the start it leaves the mode where it began (session 21).
 ``benchmarks/van_moment_velocity.py`` compares a step's moment velocities with the CME's
 (``benchmarks/RESULTS.md``, session 24).
+
+**A step sees the law's motion only through its batch.** The velocity of a mean is
+``Cov_P(x_i, E)``, and ``E(n)`` carries the ratios ``P(n - s_k) / P(n)``: where the law's tails
+are thinner than the flow into them, ``E`` is heavy-tailed and its sample averages fall below
+their expectation at any affordable size. On the MAPK cascade at t = 50 (hidden 8, the upper
+tails of KKpp, Kpp and C5 too thin) the average over 10^5 states gives 0.07 of KKpp's exact 0.17
+per time unit, batches of 2,700 a median of 0.07, and the steps move KKpp at 0.03-0.08 whatever
+the damping, samples, step size, integrator or width (tempered proposals: 0.03, or backwards;
+``benchmarks/RESULTS.md``, session 33). ``van_moment_velocity.py --subset N`` shows it for a
+law, against the drift ``E_P[sum_k a_k(x) s_k]``, which has no ratios.
 """
 
 from __future__ import annotations

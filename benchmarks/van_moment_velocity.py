@@ -130,19 +130,23 @@ def ratio_velocities(law, network, theta, x, w=None):
     # by blocks: the predecessors of 2 * 10^5 MAPK states and their hidden units filled 22 GB
     E = np.concatenate([local_energy(law, network, theta, x[lo:lo + _ENERGY_BLOCK])
                         for lo in range(0, len(x), _ENERGY_BLOCK)])
-    xc = x - w @ x
-    return (w * (E - w @ E)) @ xc, E
+    return _covariance_with(x, E, w), E
+
+
+def _covariance_with(x, E, w):
+    """``Cov_w(x_i, E)`` [S] of the states ``x`` [N, S] with energies ``E`` [N], weights ``w``."""
+    return (w * (E - w @ E)) @ (x - w @ x)
 
 
 def subset_spread(x, E, size, rng, n_subsets=200):
     """``[3, S]``: the 10 %, 50 % and 90 % quantiles of ``Cov(x_i, E)`` over ``n_subsets``
     subsets of ``size`` of the states ``x`` [N, S] (their energies ``E`` [N]), drawn without
     replacement: the velocities that batches of a step's size see."""
+    uniform = np.full(size, 1.0 / size)
     out = np.empty((n_subsets, x.shape[1]))
     for r in range(n_subsets):
         i = rng.choice(len(x), size, replace=False)
-        xs, Es = x[i], E[i]
-        out[r] = (Es - Es.mean()) @ (xs - xs.mean(axis=0)) / size
+        out[r] = _covariance_with(x[i], E[i], uniform)
     return np.quantile(out, [0.1, 0.5, 0.9], axis=0)
 
 

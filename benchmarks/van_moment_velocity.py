@@ -45,6 +45,17 @@ steps in a wider network holding the same law (does the width matter?)::
 
     python benchmarks/van_moment_velocity.py --model mapk --checkpoint ck.npz --at 1 \
         --horizon 1 --subset 2700 --widen 16 '{"n_samples": 5000, "dt": 0.25, "alpha": 1}'
+
+Where a batch's view falls short: ``--inflow N`` estimates ``Cov_P(x_i, E)`` on ``N`` states
+drawn where the chain's jumps land (:func:`jump_successors`, :func:`inflow_velocities`), which
+has no heavy tail, and splits it by how far each state's inflow exceeds its outflow: the part
+near balance is what steps see, the rest lies in states the law holds below the flow into them.
+``--pushed`` carries the law's states forward by the package's SSA over ``--horizon``
+(:func:`pushed_velocities`): the CME's own motion of the law, without ratios and without
+linearization in time, to tell a persistent velocity from a fast transient of the tails::
+
+    python benchmarks/van_moment_velocity.py --model mapk --checkpoint ck.npz --at 1 \
+        --horizon 1 --n-moments 100000 --inflow 100000 --pushed
 """
 
 from __future__ import annotations
@@ -58,6 +69,7 @@ import time
 import numpy as np
 
 import cupyssa.models as models
+from cupyssa import simulate
 from cupyssa.cme import solve
 from cupyssa.cme.van import local_energy
 
@@ -97,9 +109,7 @@ def exact_velocities(network, theta, caps, x, pairs):
     """The CME's ``d/dt`` of :func:`moments` at the law whose samples are ``x`` [N, S], and
     the standard errors of the means' velocities."""
     nu = np.asarray(network.stoichiometry, dtype=float)  # [K, S]
-    a = network.propensities(x, theta)
-    after = x[:, None, :] + nu[None]
-    a = np.where(np.all((after >= 0) & (after < caps), axis=-1), a, 0.0)  # reflecting box
+    a = _box_propensities(network, theta, caps, x)
     drift = a @ nu  # [N, S]: E[.] of it is d mu / dt
     dmu = drift.mean(axis=0)
     mu = x.mean(axis=0)
@@ -138,6 +148,69 @@ def _covariance_with(x, E, w):
     return (w * (E - w @ E)) @ (x - w @ x)
 
 
+def jump_successors(network, theta, caps, x, rng):
+    """One draw of the law ``Q`` of where the chain's jumps land, from states ``x`` [N, S] of
+    ``P``: a parent ``m`` drawn from ``x`` with probability ``∝ a_0(m)``, then reaction ``k``
+    with probability ``a_k(m) / a_0(m)`` (reactions leaving the box switched off), so that
+
+        Q(n) = sum_k a_k(n - s_k) P(n - s_k) / Z,   Z = E_P[a_0].
+
+    Returns the successors ``m + s_k`` [N, S] and the sample estimate of ``Z``."""
+    nu = np.asarray(network.stoichiometry)
+    a = _box_propensities(network, theta, caps, x)
+    a0 = a.sum(axis=1)
+    parent = rng.choice(len(x), size=len(x), p=a0 / a0.sum())
+    c = np.cumsum(a[parent], axis=1)
+    k = np.minimum(np.sum(c < (rng.random(len(x)) * c[:, -1])[:, None], axis=1), len(nu) - 1)
+    return x[parent] + nu[k], a0.mean()
+
+
+def _box_propensities(network, theta, caps, x):
+    """``a_k(x)`` [N, K], 0 where ``x + s_k`` leaves the box (the reflecting rule)."""
+    nu = np.asarray(network.stoichiometry)
+    after = x[:, None, :] + nu[None]
+    return np.where(np.all((after >= 0) & (after < caps), axis=-1),
+                    network.propensities(x, theta), 0.0)
+
+
+def inflow_velocities(law, network, theta, caps, n, Z, q=None, edges=(1.5, 5, 100)):
+    """``Cov_P(x_i, E)`` [S] estimated on draws ``n`` [N, S] of ``Q`` (:func:`jump_successors`;
+    or on any states ``n`` with their ``Q``-weights ``q``), and its parts [len(edges) + 1, S]
+    from the states whose ``I / Z`` falls between consecutive ``edges``, with the share of
+    ``P``'s mass each part holds [len(edges) + 1].
+
+    ``I(n) = E(n) + a_0(n) = sum_k a_k(n - s_k) P(n - s_k) / P(n)`` is the inflow ratio, so
+    ``Q(n) / P(n) = I(n) / Z`` and ``E_Q[(Z / I) f] = E_P[f]``: the weights ``Z / I`` take ``Q``
+    back to ``P``. Where the law is too thin for the flow into it, ``E`` is large and ``P``
+    rarely draws those states, but ``Q`` draws them in proportion to that flow and the weights
+    are small there (``Z E / I <= Z``): the estimate has no heavy tail, and its parts show at
+    which ``I / Z``, i.e. how far below the flow's balance, the velocity a batch misses lies."""
+    E = np.concatenate([local_energy(law, network, theta, n[lo:lo + _ENERGY_BLOCK])
+                        for lo in range(0, len(n), _ENERGY_BLOCK)])
+    ratio = (E + _box_propensities(network, theta, caps, n).sum(axis=1)) / Z
+    w = (np.full(len(n), 1.0 / len(n)) if q is None else np.asarray(q, dtype=float)) / ratio
+    w /= w.sum()
+    terms = (w * (E - w @ E))[:, None] * (n - w @ n)  # [N, S], summing to Cov_w(x, E)
+    part = np.digitize(ratio, edges)
+    parts = np.stack([terms[part == b].sum(axis=0) for b in range(len(edges) + 1)])
+    mass = np.array([w[part == b].sum() for b in range(len(edges) + 1)])
+    return terms.sum(axis=0), parts, mass
+
+
+def pushed_velocities(model, x, horizon, pairs, seed=13):
+    """The CME's own motion of the law over ``horizon``: its states ``x`` [N, S] carried
+    forward by the package's SSA (the chain itself: no box), ``(moments(x(horizon)) -
+    moments(x)) / horizon`` (:func:`moments`), and the standard errors of the means' part.
+
+    A reference without ratios and without linearization in time: it tells whether the exact
+    velocities of a law persist over a step's horizon or are a fast transient of its tails
+    (e.g. a tail far from the balance of the flow into it, which the chain would fill in a
+    time ``1 / E``)."""
+    later = simulate(model, x0=x, t_eval=[0.0, horizon], seed=seed).states[:, -1]
+    v = (moments(later.astype(float), pairs) - moments(x.astype(float), pairs)) / horizon
+    return v, (later - x).std(axis=0) / np.sqrt(len(x)) / horizon
+
+
 def subset_spread(x, E, size, rng, n_subsets=200):
     """``[3, S]``: the 10 %, 50 % and 90 % quantiles of ``Cov(x_i, E)`` over ``n_subsets``
     subsets of ``size`` of the states ``x`` [N, S] (their energies ``E`` [N]), drawn without
@@ -169,6 +242,13 @@ def main(argv=None):
     ap.add_argument("--subset", type=int, default=None, metavar="N",
                     help="also the means' velocities as batches of N states see them through "
                          "the local energy, Cov(x, E) (ratio_velocities), against the drift")
+    ap.add_argument("--inflow", type=int, default=None, metavar="N",
+                    help="also the means' velocities Cov_P(x, E) estimated on N states drawn "
+                         "where the chain's jumps land (inflow_velocities), split by how far "
+                         "below the flow's balance they lie")
+    ap.add_argument("--pushed", action="store_true",
+                    help="also the CME's motion of the law over --horizon: its states carried "
+                         "forward by the package's SSA (pushed_velocities)")
     ap.add_argument("--per-species", action="store_true",
                     help="also print each species' mean and variance (velocities)")
     ap.add_argument("--ssa", metavar="DIR", default=None,
@@ -222,6 +302,23 @@ def main(argv=None):
         for i, name in enumerate(net.species):
             print(f"{'':8s}{name}: {exact[i]:.4g}, {by_ratios[i]:.4g}, "
                   + " / ".join(f"{v:.4g}" for v in q[:, i]))
+    if args.inflow:
+        successors, Z = jump_successors(net, theta, caps, x[:args.inflow],
+                                        np.random.default_rng(14))
+        total, parts, mass = inflow_velocities(start, net, theta, caps, successors, Z)
+        print(f"{'':6s}d mean/dt as Cov(x, E) on {len(successors)} states where the jumps land "
+              f"(weights Z / I, Z = {Z:.4g}), and its parts by I / Z (P's mass in each):")
+        bins = ["< 1.5", "1.5-5", "5-100", ">= 100"]
+        print(f"{'':8s}{'species':8s} {'drift':>9s} {'total':>9s} "
+              + " ".join(f"{b + f' ({m:.1e})':>18s}" for b, m in zip(bins, mass)))
+        for i, name in enumerate(net.species):
+            print(f"{'':8s}{name:8s} {exact[i]:9.4g} {total[i]:9.4g} "
+                  + " ".join(f"{v:18.4g}" for v in parts[:, i]))
+    if args.pushed:
+        if args.horizon is None:
+            raise SystemExit("--pushed needs --horizon: the time the SSA carries the law's states")
+        v, se_push = pushed_velocities(m, x, args.horizon, pairs)
+        row(f"SSA from the law's states over {args.horizon} (SE {se_push.mean():.2g})", v)
     if args.ssa:
         with np.load(args.checkpoint) as z:  # the benchmark's SSA times: the solve's t_eval[1:]
             ssa_times = [float(t) for t in z["t_eval"][1:]]

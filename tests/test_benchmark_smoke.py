@@ -142,6 +142,18 @@ def test_moment_velocities_match_the_closed_moment_equations_of_a_linear_network
     assert se.shape == (2,) and np.all(se > 0)
 
 
+def _two_species_law():
+    """A birth, death and conversion network on a small box (``A`` fed at rate 7, capped at
+    9, so the box edge switches reactions off), a NADE with random weights, its box states
+    and their probabilities."""
+    m = cs.models._model("k = 7\ng = 0.3\nc = 0.5\nh = 0.2\ninit A = 0\ninit B = 0\n"
+                         "0 -> A ; k\nA -> 0 ; g\nA -> B ; c\nB -> 0 ; h", 1.0)
+    caps = np.array([10, 12])
+    law = cs.cme.NADE(caps, hidden=3, rng=np.random.default_rng(5), init_scale=0.5)
+    states = np.stack(np.meshgrid(np.arange(10), np.arange(12), indexing="ij"), -1).reshape(-1, 2)
+    return m, caps, law, states, np.exp(law.log_prob(states))
+
+
 def test_ratio_velocities_under_the_whole_law_are_the_drift(monkeypatch):
     """``van_moment_velocity.ratio_velocities``: with every box state weighted by its
     probability, ``sum_n x_i E(n) P(n) = sum_n x_i (W P)(n)``, which summation by parts turns
@@ -153,14 +165,9 @@ def test_ratio_velocities_under_the_whole_law_are_the_drift(monkeypatch):
     energies are taken in blocks of 50 states here (three blocks), as in larger runs."""
     mod = _load("van_moment_velocity")
     monkeypatch.setattr(mod, "_ENERGY_BLOCK", 50)
-    m = cs.models._model("k = 7\ng = 0.3\nc = 0.5\nh = 0.2\ninit A = 0\ninit B = 0\n"
-                         "0 -> A ; k\nA -> 0 ; g\nA -> B ; c\nB -> 0 ; h", 1.0)
+    m, caps, law, states, p = _two_species_law()
     net = m.network
     theta = net.parameter_vector(m.params)
-    caps = np.array([10, 12])
-    law = cs.cme.NADE(caps, hidden=3, rng=np.random.default_rng(5), init_scale=0.5)
-    states = np.stack(np.meshgrid(np.arange(10), np.arange(12), indexing="ij"), -1).reshape(-1, 2)
-    p = np.exp(law.log_prob(states))
     by_ratios, E = mod.ratio_velocities(law, net, theta, states, p)
     nu = np.asarray(net.stoichiometry)
     after = states[:, None, :] + nu[None]
@@ -170,6 +177,80 @@ def test_ratio_velocities_under_the_whole_law_are_the_drift(monkeypatch):
     q = mod.subset_spread(states, E, len(states), np.random.default_rng(0), n_subsets=3)
     uniform, _ = mod.ratio_velocities(law, net, theta, states)
     np.testing.assert_allclose(q, np.broadcast_to(uniform, q.shape), rtol=1e-12, atol=1e-14)
+
+
+def test_inflow_weights_take_the_law_of_the_jumps_back_to_the_law():
+    """``van_moment_velocity.inflow_velocities`` on every box state with its probability under
+    ``Q`` (where the chain's jumps land, ``Q(n) = sum_k a_k(n - s_k) P(n - s_k) / Z``, built here
+    by scattering each state's outflow to its successors, not through the local energy): its
+    weights ``Z / I`` must turn ``Q`` into ``P``, so the estimate is the drift
+    ``E_P[sum_k a_k s_k]`` to rounding, the parts add up to it and their masses to 1. A wrong
+    inflow ratio ``I`` (e.g. without the outflow ``a_0``) misses the drift by O(1)."""
+    mod = _load("van_moment_velocity")
+    m, caps, law, states, p = _two_species_law()
+    net = m.network
+    theta = net.parameter_vector(m.params)
+    nu = np.asarray(net.stoichiometry)
+    a = mod._box_propensities(net, theta, caps, states)
+    Z = p @ a.sum(axis=1)
+    q = np.zeros(len(states))
+    index = {tuple(s): i for i, s in enumerate(states)}
+    for i, j in zip(*np.nonzero(a)):
+        q[index[tuple(states[i] + nu[j])]] += p[i] * a[i, j] / Z
+    # the weights reach only Q's support: here every box state is some state's successor
+    assert np.all(q > 0)
+    drift = p @ (a @ nu)
+    total, parts, mass = mod.inflow_velocities(law, net, theta, caps, states, Z, q=q)
+    np.testing.assert_allclose(total, drift, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(parts.sum(axis=0), total, rtol=1e-12, atol=1e-14)
+    assert mass.sum() == pytest.approx(1.0, abs=1e-12) and np.all(mass >= 0)
+
+
+def test_jump_successors_land_as_the_chain_jumps():
+    """``van_moment_velocity.jump_successors`` from two parent states held by 3,000 and 1,000
+    rows: a successor ``m_j + s_k`` has probability ``N_j a_k(m_j) / sum_j N_j a_0(m_j)`` (parent
+    in proportion to its rows times its total rate, then the reaction by its rate), and the
+    eight cells are told apart (the parents are far apart). Pearson's X^2 over the cells has 7
+    degrees of freedom under that law; it exceeds 24.3 with probability 1e-3 (chi-square
+    quantile), so a sampler off by a few percent in any cell fails at 4,000 draws (a cell of
+    probability 0.1 off by 10 % adds ~4,000 * 0.01^2 / 0.1 = 4 per 1 % squared) while the right
+    one passes for the fixed seed. ``Z`` is the rows' mean ``a_0``."""
+    mod = _load("van_moment_velocity")
+    m, caps, law, states, p = _two_species_law()
+    net = m.network
+    theta = net.parameter_vector(m.params)
+    nu = np.asarray(net.stoichiometry)
+    parents = np.array([[2, 3], [7, 9]])
+    x = np.repeat(parents, [3000, 1000], axis=0)
+    succ, Z = mod.jump_successors(net, theta, caps, x, np.random.default_rng(3))
+    a = mod._box_propensities(net, theta, caps, parents)  # [2, K]
+    expected = (np.array([3000, 1000])[:, None] * a).ravel() / (np.array([3000, 1000]) @ a.sum(1))
+    cells = (parents[:, None, :] + nu[None]).reshape(-1, 2)
+    counts = np.array([np.sum(np.all(succ == c, axis=1)) for c in cells])
+    assert counts.sum() == len(x)
+    chi2 = np.sum((counts - len(x) * expected) ** 2 / (len(x) * expected))
+    assert chi2 < 24.3
+    assert Z == pytest.approx((np.array([3000, 1000]) @ a.sum(1)) / 4000, rel=1e-12)
+
+
+def test_pushed_velocities_follow_immigration_death():
+    """``van_moment_velocity.pushed_velocities`` on ``0 -> A (k), A -> 0 (g)`` from 20,000
+    Poisson(3) states: given ``A(0) = a``, ``A(h)`` is ``a`` thinned by survival ``e^{-gh}`` plus
+    Poisson(``(k/g)(1 - e^{-gh})``) immigrants, so ``E[A(h)] = k/g + (a - k/g) e^{-gh}`` and
+    ``Var[A(h) | a] = a e^{-gh}(1 - e^{-gh}) + (k/g)(1 - e^{-gh})``. The mean's velocity over
+    ``h`` given the drawn states is then exact up to the SSA's noise, whose standard error is
+    ``sqrt(mean Var / N) / h``: the test allows 4 of them (z-score; a velocity with ``h`` or the
+    sign wrong is off by hundreds)."""
+    mod = _load("van_moment_velocity")
+    k, g, h = 12.0, 0.4, 0.5
+    m = cs.models._model(f"k = {k}\ng = {g}\ninit A = 0\n0 -> A ; k\nA -> 0 ; g", 1.0)
+    x = np.random.default_rng(4).poisson(3.0, size=(20_000, 1))
+    v, se = mod.pushed_velocities(m, x, h, pairs=[], seed=5)
+    s = np.exp(-g * h)
+    mean_after = k / g + (x.mean() - k / g) * s
+    sd = np.sqrt(np.mean(x[:, 0] * s * (1 - s) + k / g * (1 - s)) / len(x)) / h
+    assert abs(v[0] - (mean_after - x.mean()) / h) < 4 * sd
+    assert se[0] == pytest.approx(sd, rel=0.1)
 
 
 def test_widened_start_resumes_a_checkpoints_law_in_a_wider_network(tmp_path):

@@ -176,22 +176,26 @@ def _box_propensities(network, theta, caps, x):
 def inflow_velocities(law, network, theta, caps, n, Z, q=None, edges=(1.5, 5, 100)):
     """``Cov_P(x_i, E)`` [S] estimated on draws ``n`` [N, S] of ``Q`` (:func:`jump_successors`;
     or on any states ``n`` with their ``Q``-weights ``q``), and its parts [len(edges) + 1, S]
-    from the states whose ``I / Z`` falls between consecutive ``edges``, with the share of
-    ``P``'s mass each part holds [len(edges) + 1].
+    from the states whose imbalance ``I / a_0`` falls between consecutive ``edges``, with the
+    share of ``P``'s mass each part holds [len(edges) + 1].
 
     ``I(n) = E(n) + a_0(n) = sum_k a_k(n - s_k) P(n - s_k) / P(n)`` is the inflow ratio, so
     ``Q(n) / P(n) = I(n) / Z`` and ``E_Q[(Z / I) f] = E_P[f]``: the weights ``Z / I`` take ``Q``
     back to ``P``. Where the law is too thin for the flow into it, ``E`` is large and ``P``
     rarely draws those states, but ``Q`` draws them in proportion to that flow and the weights
-    are small there (``Z E / I <= Z``): the estimate has no heavy tail, and its parts show at
-    which ``I / Z``, i.e. how far below the flow's balance, the velocity a batch misses lies."""
+    are small there (``Z E / I <= Z``): the estimate has no heavy tail. ``I / a_0`` is the flow
+    into a state over the flow out of it, 1 where the law is in local balance, so the parts tell
+    how much of the velocity lies in states the law holds below the balance of their inflow
+    (those a batch of ``P`` misses)."""
     E = np.concatenate([local_energy(law, network, theta, n[lo:lo + _ENERGY_BLOCK])
                         for lo in range(0, len(n), _ENERGY_BLOCK)])
-    ratio = (E + _box_propensities(network, theta, caps, n).sum(axis=1)) / Z
-    w = (np.full(len(n), 1.0 / len(n)) if q is None else np.asarray(q, dtype=float)) / ratio
+    a0 = _box_propensities(network, theta, caps, n).sum(axis=1)
+    inflow = E + a0
+    w = (np.full(len(n), 1.0 / len(n)) if q is None else np.asarray(q, dtype=float)) * Z / inflow
     w /= w.sum()
     terms = (w * (E - w @ E))[:, None] * (n - w @ n)  # [N, S], summing to Cov_w(x, E)
-    part = np.digitize(ratio, edges)
+    with np.errstate(divide="ignore"):  # no outflow: the last part
+        part = np.digitize(inflow / a0, edges)
     parts = np.stack([terms[part == b].sum(axis=0) for b in range(len(edges) + 1)])
     mass = np.array([w[part == b].sum() for b in range(len(edges) + 1)])
     return terms.sum(axis=0), parts, mass
@@ -245,7 +249,7 @@ def main(argv=None):
     ap.add_argument("--inflow", type=int, default=None, metavar="N",
                     help="also the means' velocities Cov_P(x, E) estimated on N states drawn "
                          "where the chain's jumps land (inflow_velocities), split by how far "
-                         "below the flow's balance they lie")
+                         "below the balance of their inflow the law holds them")
     ap.add_argument("--pushed", action="store_true",
                     help="also the CME's motion of the law over --horizon: its states carried "
                          "forward by the package's SSA (pushed_velocities)")
@@ -307,7 +311,8 @@ def main(argv=None):
                                         np.random.default_rng(14))
         total, parts, mass = inflow_velocities(start, net, theta, caps, successors, Z)
         print(f"{'':6s}d mean/dt as Cov(x, E) on {len(successors)} states where the jumps land "
-              f"(weights Z / I, Z = {Z:.4g}), and its parts by I / Z (P's mass in each):")
+              f"(weights Z / I, Z = {Z:.4g}), and its parts by the imbalance I / a_0 (P's mass "
+              "in each):")
         bins = ["< 1.5", "1.5-5", "5-100", ">= 100"]
         print(f"{'':8s}{'species':8s} {'drift':>9s} {'total':>9s} "
               + " ".join(f"{b + f' ({m:.1e})':>18s}" for b, m in zip(bins, mass)))

@@ -143,17 +143,18 @@ with the default damping, but from the start it leaves the mode where it began (
 ``Cov_P(x_i, E)``, and ``E(n)`` carries the ratios ``P(n - s_k) / P(n)``: where the law's tails
 are thinner than the flow into them, ``E`` is heavy-tailed and its sample averages fall below
 their expectation at any affordable size. On the MAPK cascade at t = 50 (hidden 8, the upper
-tails of KKpp, Kpp and C5 too thin) the average over 10^5 states gives 0.07 of KKpp's exact 0.17
+tails of KKpp, Kpp and C5 too thin) averages over 10^5 states give 0.07-0.11 of KKpp's exact 0.17
 per time unit, batches of 2,700 a median of 0.07, and the steps move KKpp at 0.03-0.08 whatever
 the damping, samples, step size, integrator or width (tempered proposals: 0.03, or backwards;
 ``benchmarks/RESULTS.md``, session 33). ``van_moment_velocity.py --subset N`` shows it for a
 law, against the drift ``E_P[sum_k a_k(x) s_k]``, which has no ratios. The part a step misses
 lies in states the law holds below the balance of the flow into them: drawn where the chain's
-jumps land and weighted back to ``P`` (``van_moment_velocity.py --inflow``), the states within
-50 % of balance carry 0.070 of KKpp's velocity, what the steps do, and 0.15 % of the law with
-1.5-5 times more inflow than outflow carries 0.039 more (session 34); SSA from the law's states
-confirms that the CME moves it at 0.14 over a whole time unit (``--pushed``). A batch holds a
-few such states, too few to move the free logits of the conditionals' upper tails.
+jumps land and weighted back to ``P`` (``van_moment_velocity.py --inflow``), the states in local
+balance carry 0.07-0.09 of KKpp's velocity, what the steps do, and ~10^-4 of the law, held at
+1/1.5 to 1/100 of its inflow's balance, and the flow into cliffs carry about as much again
+(session 34); SSA from the law's states confirms that the CME moves KKpp at 0.14 over a whole
+time unit (``--pushed``). A batch rarely holds such a state, and fitting the few it holds does
+not move the others: the conditionals' upper tails have free logits that no batch reaches.
 """
 
 from __future__ import annotations

@@ -105,6 +105,14 @@ def moments(x, pairs):
                            [np.mean(c[:, i] * c[:, j]) for i, j in pairs]])
 
 
+def _box_propensities(network, theta, caps, x):
+    """``a_k(x)`` [N, K], 0 where ``x + s_k`` leaves the box (the reflecting rule)."""
+    nu = np.asarray(network.stoichiometry)
+    after = x[:, None, :] + nu[None]
+    return np.where(np.all((after >= 0) & (after < caps), axis=-1),
+                    network.propensities(x, theta), 0.0)
+
+
 def exact_velocities(network, theta, caps, x, pairs):
     """The CME's ``d/dt`` of :func:`moments` at the law whose samples are ``x`` [N, S], and
     the standard errors of the means' velocities."""
@@ -149,8 +157,8 @@ def _covariance_with(x, E, w):
 
 
 def jump_successors(network, theta, caps, x, rng):
-    """One draw of the law ``Q`` of where the chain's jumps land, from states ``x`` [N, S] of
-    ``P``: a parent ``m`` drawn from ``x`` with probability ``∝ a_0(m)``, then reaction ``k``
+    """``N`` draws of the law ``Q`` of where the chain's jumps land, from states ``x`` [N, S] of
+    ``P``: each a parent ``m`` drawn from ``x`` with probability ``∝ a_0(m)``, then reaction ``k``
     with probability ``a_k(m) / a_0(m)`` (reactions leaving the box switched off), so that
 
         Q(n) = sum_k a_k(n - s_k) P(n - s_k) / Z,   Z = E_P[a_0].
@@ -163,14 +171,6 @@ def jump_successors(network, theta, caps, x, rng):
     c = np.cumsum(a[parent], axis=1)
     k = np.minimum(np.sum(c < (rng.random(len(x)) * c[:, -1])[:, None], axis=1), len(nu) - 1)
     return x[parent] + nu[k], a0.mean()
-
-
-def _box_propensities(network, theta, caps, x):
-    """``a_k(x)`` [N, K], 0 where ``x + s_k`` leaves the box (the reflecting rule)."""
-    nu = np.asarray(network.stoichiometry)
-    after = x[:, None, :] + nu[None]
-    return np.where(np.all((after >= 0) & (after < caps), axis=-1),
-                    network.propensities(x, theta), 0.0)
 
 
 def inflow_velocities(law, network, theta, caps, n, Z, q=None, edges=(1.5, 5, 100)):

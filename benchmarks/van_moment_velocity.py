@@ -145,15 +145,26 @@ def ratio_velocities(law, network, theta, x, w=None):
     drift of :func:`exact_velocities`. A step's fit reads the velocity off its batch this way,
     through the ratios ``P(n - s_k) / P(n)`` in ``E``, where the drift formula has none."""
     w = np.full(len(x), 1.0 / len(x)) if w is None else np.asarray(w, dtype=float)
-    # by blocks: the predecessors of 2 * 10^5 MAPK states and their hidden units filled 22 GB
-    E = np.concatenate([local_energy(law, network, theta, x[lo:lo + _ENERGY_BLOCK])
-                        for lo in range(0, len(x), _ENERGY_BLOCK)])
+    E = _energies(law, network, theta, x)
     return _covariance_with(x, E, w), E
+
+
+def _energies(law, network, theta, x):
+    """:func:`~cupyssa.cme.van.local_energy` of the states ``x`` [N, S], taken by blocks: the
+    predecessors of 2 * 10^5 MAPK states and their hidden units filled 22 GB at once."""
+    return np.concatenate([local_energy(law, network, theta, x[lo:lo + _ENERGY_BLOCK])
+                           for lo in range(0, len(x), _ENERGY_BLOCK)])
+
+
+def _covariance_terms(x, E, w):
+    """``[N, S]``: each state's term of ``Cov_w(x_i, E)`` (states ``x`` [N, S], energies ``E``
+    [N], weights ``w``); they sum to it."""
+    return (w * (E - w @ E))[:, None] * (x - w @ x)
 
 
 def _covariance_with(x, E, w):
     """``Cov_w(x_i, E)`` [S] of the states ``x`` [N, S] with energies ``E`` [N], weights ``w``."""
-    return (w * (E - w @ E)) @ (x - w @ x)
+    return _covariance_terms(x, E, w).sum(axis=0)
 
 
 def jump_successors(network, theta, caps, x, rng):
@@ -173,7 +184,11 @@ def jump_successors(network, theta, caps, x, rng):
     return x[parent] + nu[k], a0.mean()
 
 
-def inflow_velocities(law, network, theta, caps, n, Z, q=None, edges=(1.5, 5, 100)):
+#: the imbalances ``I / a_0`` at which :func:`inflow_velocities` splits the velocity
+IMBALANCE_EDGES = (1.5, 5, 100)
+
+
+def inflow_velocities(law, network, theta, caps, n, Z, q=None, edges=IMBALANCE_EDGES):
     """``Cov_P(x_i, E)`` [S] estimated on draws ``n`` [N, S] of ``Q`` (:func:`jump_successors`;
     or on any states ``n`` with their ``Q``-weights ``q``), and its parts [len(edges) + 1, S]
     from the states whose imbalance ``I / a_0`` falls between consecutive ``edges``, with the
@@ -187,13 +202,12 @@ def inflow_velocities(law, network, theta, caps, n, Z, q=None, edges=(1.5, 5, 10
     into a state over the flow out of it, 1 where the law is in local balance, so the parts tell
     how much of the velocity lies in states the law holds below the balance of their inflow
     (those a batch of ``P`` misses)."""
-    E = np.concatenate([local_energy(law, network, theta, n[lo:lo + _ENERGY_BLOCK])
-                        for lo in range(0, len(n), _ENERGY_BLOCK)])
+    E = _energies(law, network, theta, n)
     a0 = _box_propensities(network, theta, caps, n).sum(axis=1)
     inflow = E + a0
     w = (np.full(len(n), 1.0 / len(n)) if q is None else np.asarray(q, dtype=float)) * Z / inflow
     w /= w.sum()
-    terms = (w * (E - w @ E))[:, None] * (n - w @ n)  # [N, S], summing to Cov_w(x, E)
+    terms = _covariance_terms(n, E, w)
     with np.errstate(divide="ignore"):  # no outflow: the last part
         part = np.digitize(inflow / a0, edges)
     parts = np.stack([terms[part == b].sum(axis=0) for b in range(len(edges) + 1)])
@@ -263,6 +277,8 @@ def main(argv=None):
     ap.add_argument("--n-moments", type=int, default=200_000,
                     help="states drawn from each law for its moments")
     args = ap.parse_args(argv)
+    if args.pushed and args.horizon is None:
+        raise SystemExit("--pushed needs --horizon: the time the SSA carries the law's states")
 
     build, defaults = CASES[args.model]
     m = build()
@@ -313,15 +329,14 @@ def main(argv=None):
         print(f"{'':6s}d mean/dt as Cov(x, E) on {len(successors)} states where the jumps land "
               f"(weights Z / I, Z = {Z:.4g}), and its parts by the imbalance I / a_0 (P's mass "
               "in each):")
-        bins = ["< 1.5", "1.5-5", "5-100", ">= 100"]
+        e = IMBALANCE_EDGES
+        bins = [f"< {e[0]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(e, e[1:])] + [f">= {e[-1]:g}"]
         print(f"{'':8s}{'species':8s} {'drift':>9s} {'total':>9s} "
               + " ".join(f"{b + f' ({m:.1e})':>18s}" for b, m in zip(bins, mass)))
         for i, name in enumerate(net.species):
             print(f"{'':8s}{name:8s} {exact[i]:9.4g} {total[i]:9.4g} "
                   + " ".join(f"{v:18.4g}" for v in parts[:, i]))
     if args.pushed:
-        if args.horizon is None:
-            raise SystemExit("--pushed needs --horizon: the time the SSA carries the law's states")
         v, se_push = pushed_velocities(m, x, args.horizon, pairs)
         row(f"SSA from the law's states over {args.horizon} (SE {se_push.mean():.2g})", v)
     if args.ssa:

@@ -159,6 +159,33 @@ class AutoregressiveModel:
         """The entries of ``theta`` that carry ``n_<i`` into the logits."""
         raise NotImplementedError
 
+    @property
+    def _output_biases(self) -> slice:  # pragma: no cover - abstract
+        """The entries of ``theta`` holding the output biases ``b`` (the real entries of
+        ``[S, M_max]``, row-major): ``logits_i(m) = b_i(m) + (terms in n_<i)``."""
+        raise NotImplementedError
+
+    def set_marginal_bias(self, log_probs) -> None:
+        """Set ``b_i`` so that, ignoring the weights into the outputs, conditional ``i`` is
+        ``log_probs[i]`` ([M_i])."""
+        b = np.zeros((self.S, self.M_max))
+        for i, lp in enumerate(log_probs):
+            b[i, :self.caps[i]] = lp
+        self.theta[self._output_biases] = b[self.valid]
+
+    def tilt_conditionals(self, f) -> None:
+        """Add ``f[i, m]`` to the logit of value ``m`` of conditional ``i`` at every context:
+        ``P(n_i = m | n_<i)`` becomes ``∝ P(n_i = m | n_<i) exp(f[i, m])``.
+
+        Parameters
+        ----------
+        f : [S, M_max] (entries beyond each cap are ignored)
+        """
+        f = np.asarray(f, dtype=float)
+        if f.shape != (self.S, self.M_max):
+            raise ModelSpecError(f"tilt must have shape ({self.S}, {self.M_max}), got {f.shape}")
+        self.theta[self._output_biases] += f[self.valid]
+
     def _logits(self, n):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -522,6 +549,10 @@ class NADE(AutoregressiveModel):
     def _output_weights(self) -> slice:
         return slice(self._offsets[2], self._offsets[3])  # V
 
+    @property
+    def _output_biases(self) -> slice:
+        return slice(self._offsets[3], self._offsets[4])  # b
+
     def definition(self, as_built: bool = False) -> dict:
         # the width and output degree too (0: free V), so that a checkpoint names its network:
         # the parameter count alone does not (caps 2, 2, 12, 12: 3 units of degree 2 have as
@@ -559,13 +590,6 @@ class NADE(AutoregressiveModel):
             wide.theta[v_new] = block.ravel()
             wide.theta[b_new] = self.theta[b_old]
         return wide
-
-    def set_marginal_bias(self, log_probs) -> None:
-        """Set ``b_i`` so that, ignoring ``V``, conditional ``i`` is ``log_probs[i]`` ([M_i])."""
-        b = np.zeros((self.S, self.M_max))
-        for i, lp in enumerate(log_probs):
-            b[i, :self.caps[i]] = lp
-        self.theta[self._offsets[3]:self._offsets[4]] = b[self.valid]
 
     def _hidden(self, n):
         """``(u [N, S], h [N, S, H], W, V, b)``: the inputs, each conditional's hidden units
@@ -747,11 +771,9 @@ class MADE(AutoregressiveModel):
     def _output_weights(self) -> slice:
         return slice(self._offsets[-3], self._offsets[-2])  # the masked W_o
 
-    def set_marginal_bias(self, log_probs) -> None:
-        b = np.zeros((self.S, self.M_max))
-        for i, lp in enumerate(log_probs):
-            b[i, :self.caps[i]] = lp
-        self.theta[self._offsets[-2]:self._offsets[-1]] = b.reshape(-1)[self.bias_valid]
+    @property
+    def _output_biases(self) -> slice:
+        return slice(self._offsets[-2], self._offsets[-1])  # b
 
     def _logits(self, n):
         layers = self._layers()

@@ -174,6 +174,7 @@ from scipy.linalg import cho_factor, cho_solve
 from ..errors import CupyssaError
 from .autoregressive import (DEFAULT_ACTIVATION, NADE, MADE, AutoregressiveModel,
                              DenseJacobian)
+from .moments import project_moments
 from .sampling import effective_sample_size, psis
 
 __all__ = ["CMEProblem", "VANOptions", "VANError", "ReorderedNetwork", "Flows", "evolve",
@@ -226,6 +227,8 @@ class VANOptions:
     eps: float = 0.02
     reweight: bool = False
     frontier: bool = False  # implicit step: also fit at one-jump successors of the samples
+    project_moments: int = 0  # tilt each step's law onto the moment equations up to this power
+    projection_draws: int = 20_000  # draws of each law per projection
     center_outputs: bool = False  # Fisher solves in centred output coordinates (NADE)
     order: int = 1  # Taylor order of the step target: 1 (Euler) or 2
     integrator: str = "euler"  # of the TDVP step: "euler", "heun" or "implicit"
@@ -268,6 +271,11 @@ class VANOptions:
                            "adam's moments would mix coordinates: use tdvp or natgrad")
         if self.damping < 0:
             raise VANError(f"damping must be non-negative, got {self.damping}")
+        if self.project_moments not in (0, 1, 2):
+            raise VANError(f"project_moments must be 0 (off), 1 (means) or 2 (means and second "
+                           f"moments), got {self.project_moments}")
+        if not self.projection_draws > 0:
+            raise VANError(f"projection_draws must be positive, got {self.projection_draws}")
         if self.step_check is not None and not self.step_check > 0:
             raise VANError(f"step_check must be positive or None, got {self.step_check}")
 
@@ -738,7 +746,17 @@ _MAX_STEP_HALVINGS = 6
 
 
 def _step(model, prob, opts, t, h_max, rng, enumerated, adam, stats):
+    """One step of at most ``h_max`` from ``t`` (``model`` moved in place); returns its size."""
     frozen = model.copy()
+    h = _fitted_step(model, frozen, prob, opts, t, h_max, rng, enumerated, adam, stats)
+    if opts.project_moments:
+        projected = project_moments(model, frozen, prob.network, prob.rates(t), h,
+                                    opts.project_moments, opts.projection_draws, rng)
+        stats["max_tilt"] = max(stats.get("max_tilt", 0.0), float(np.abs(projected["tilt"]).max()))
+    return h
+
+
+def _fitted_step(model, frozen, prob, opts, t, h_max, rng, enumerated, adam, stats):
     rates = prob.rates(t)
     batch = _batch(model, frozen, prob, opts, rates, rng, enumerated)
     h = h_max

@@ -76,10 +76,11 @@ def test_adam_reduces_the_error_of_a_step():
     assert hellinger(sol.marginal("X", 1), exact) < 0.5 * hellinger(sol.marginal("X", 0), exact)
 
 
-def test_checkpoint_resume_is_bitwise(tmp_path):
+@pytest.mark.parametrize("projection", [{}, dict(project_moments=2, projection_draws=500)])
+def test_checkpoint_resume_is_bitwise(tmp_path, projection):
     model, caps = _immigration_death()
     t = np.array([0.0, 0.2, 0.4])
-    kw = dict(method="tdvp", caps=caps, n_samples=100, hidden=4, dt=0.02, seed=3)
+    kw = dict(method="tdvp", caps=caps, n_samples=100, hidden=4, dt=0.02, seed=3, **projection)
     full = solve(model, t_eval=t, **kw)
     path = str(tmp_path / "ck.npz")
 

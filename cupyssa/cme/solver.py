@@ -189,6 +189,23 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         ``alpha=1`` moved the means at the CME's rate where ``alpha=0.5`` moved S, K and KK at
         50 %, 65 % and under 20 % of it (t = 10), and was within Hellinger 0.026 of SSA at
         t = 5.
+    project_moments : {0, 1, 2}
+        After each step, tilt every conditional of the new law,
+        ``P(n_i = m | n_<i) -> ∝ P(n_i = m | n_<i) exp(sum_p tau_pi (m / M_i)^p)``, so that the
+        means (1), or the means and second moments (2), move as the CME's exact moment
+        equations ``d E[x_i^p] / dt = E[sum_k a_k(x) ((x + s_k)_i^p - x_i^p)]`` say, by the
+        implicit trapezoid rule (:mod:`cupyssa.cme.moments`). Those averages have no ratios of
+        probabilities, so draws of the law estimate them without the heavy tail through which
+        a step reads the velocity where the law's tails are thinner than the flow into them
+        (MAPK cascade at t = 50: KKpp's mean moves at 0.09 per time unit over 4 steps without,
+        0.14-0.15 with, 0.14 in SSA from the same law; ``benchmarks/RESULTS.md``, session 35).
+        A tilt reaches every value of a conditional, also those no batch holds. 0 (default):
+        off. Costs ``3 projection_draws`` draws of the network, with conditionals and
+        propensities, per step (two Newton iterations); ``stats["max_tilt"]`` is the largest
+        ``|tau_pi|`` of the run.
+    projection_draws : draws of the laws before and after a step that estimate the moments'
+        changes, the targets and their response to the tilts; the targets' noise,
+        ``h sd(L f) / sqrt(projection_draws)`` per step, is a random force on the moments.
     order : Taylor order of the step target, 1 (Euler, ``1 + h E``) or 2 (``1 + h E + h^2 E2 / 2``,
         see :func:`cupyssa.cme.van.local_energy`; ``K`` times the work per step, and much
         smaller time-discretization error in far tails: use it for rare events)

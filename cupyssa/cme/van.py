@@ -155,6 +155,16 @@ balance carry 0.07-0.09 of KKpp's velocity, what the steps do, and ~10^-4 of the
 (session 34); SSA from the law's states confirms that the CME moves KKpp at 0.14 over a whole
 time unit (``--pushed``). A batch rarely holds such a state, and fitting the few it holds does
 not move the others: the conditionals' upper tails have free logits that no batch reaches.
+
+**Moment projection** (``project_moments``). The moments have equations of their own without
+ratios, ``d E[x_i^p] / dt = E[sum_k a_k(x) ((x + s_k)_i^p - x_i^p)]``, whose averages draws of
+the law estimate with the spread of the propensities. After each accepted step, every
+conditional of the new law is tilted by ``exp(sum_p tau_pi (m / M_i)^p)`` so that the means
+(``project_moments=1``), or the means and second moments (2), move by the implicit trapezoid
+rule of those equations (:func:`cupyssa.cme.moments.project_moments`): what the batch missed
+is put back as a smooth change of every value's logit, the upper tails included. The fit still
+makes the law's shape and correlations; the projection adds the velocity of the moments it
+could not see. Where the fit is right the tilts are noise-sized (``projection_draws``).
 """
 
 from __future__ import annotations

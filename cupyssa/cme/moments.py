@@ -43,6 +43,8 @@ h/2 (E_{P_t}[L f] + E_{P'}[L f]) - (E_{P'}[f] - E_{P_t}[f])``.
 
 from __future__ import annotations
 
+from math import comb
+
 import numpy as np
 
 from .autoregressive import AutoregressiveModel
@@ -75,8 +77,10 @@ def generator_of_powers(network, rates, caps, x, degree: int) -> np.ndarray:
     after = x[:, None, :] + s[None]  # [N, K, S]
     inside = np.all((after >= 0) & (after < np.asarray(caps)), axis=-1)
     a = np.where(inside, network.propensities(x, rates), 0.0)  # [N, K]
-    xf = x.astype(float)[:, None, :]
-    return np.concatenate([np.einsum("nk,nks->ns", a, (xf + s) ** p - xf ** p)
+    # (x + s)^p - x^p = sum_{j=1..p} C(p, j) x^(p-j) s^j: one [N, K] x [K, S] product per j
+    flux = [a @ s.astype(float) ** j for j in range(1, degree + 1)]  # flux[j-1] = sum_k a_k s_k^j
+    xf = x.astype(float)
+    return np.concatenate([sum(comb(p, j) * xf ** (p - j) * flux[j - 1] for j in range(1, p + 1))
                            for p in range(1, degree + 1)], axis=1)
 
 

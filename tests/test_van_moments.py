@@ -8,14 +8,17 @@ import cupyssa.models as models
 from cupyssa.cme import MADE, NADE, solve
 from cupyssa.cme.box import reflecting_generator
 from cupyssa.cme.moments import generator_of_powers, power_moments, project_moments
-from cupyssa.cme.van import VANError
+from cupyssa.cme.van import ReorderedNetwork, VANError
 
 
-def _dimerization_box():
-    # 2A <-> B on a small box: a bimolecular law, so the moment equations are not closed
+def _dimerization_box(reverse=False):
+    # 2A <-> B on a small box: a bimolecular law, so the moment equations are not closed;
+    # ``reverse``: factorized in the order (B, A)
     m = models.dimerization(k1=0.5, k2=1.0, A0=6, B0=1)
-    net = m.network
-    return net, net.parameter_vector(m.params), np.array([12, 7])
+    net, caps = m.network, np.array([12, 7])
+    if reverse:
+        net, caps = ReorderedNetwork(net, [1, 0]), caps[::-1].copy()
+    return net, m.network.parameter_vector(m.params), caps
 
 
 def _exact_moments(model, degree):
@@ -58,14 +61,15 @@ def test_generator_of_powers_is_the_box_generator():
 
 
 @pytest.mark.parametrize("degree", [1, 2])
-@pytest.mark.parametrize("stepped", [False, True])
-def test_projection_moves_the_moments_by_the_trapezoid_rule(degree, stepped):
+@pytest.mark.parametrize("stepped, reverse", [(False, False), (True, False), (True, True)])
+def test_projection_moves_the_moments_by_the_trapezoid_rule(degree, stepped, reverse):
     """The tilted law's exact moments against the trapezoid rule's exact target.
 
     ``stepped=False``: the "step" did not move the law at all, so the projection alone must
     make the whole change ``h E_P[L f]``; ``stepped=True``: a step that moved the law the wrong
     way (random parameter change), target ``h/2 (E_P[L f] + E_P'[L f])``. Both targets and the
-    moments are exact sums over the box (84 states).
+    moments are exact sums over the box (84 states), ``L f`` from the box chain's generator.
+    ``reverse``: the species factorized in the other order (the response's zeros follow it).
 
     Tolerance: the target is estimated from ``n`` draws of each law, with standard error at
     most ``h/2 (sd_P(L f) + sd_P'(L f)) / sqrt(n)`` (exact sds; the two means are correlated
@@ -77,7 +81,7 @@ def test_projection_moves_the_moments_by_the_trapezoid_rule(degree, stepped):
     averages (< 3 here) is < 1 % at n = 10^5, times the change the tilts make: 4 % of it. The
     Newton iterations leave a linearization error far below that.
     """
-    net, rates, caps = _dimerization_box()
+    net, rates, caps = _dimerization_box(reverse)
     h, n = 0.05, 100_000
     frozen = NADE(caps, hidden=3, rng=np.random.default_rng(1), init_scale=0.5)
     model = frozen.copy()
@@ -85,7 +89,7 @@ def test_projection_moves_the_moments_by_the_trapezoid_rule(degree, stepped):
         model.theta += 0.05 * np.random.default_rng(3).normal(size=model.n_params)
     m0, states, p0 = _exact_moments(frozen, degree)
     m1, _, p1 = _exact_moments(model, degree)
-    Lf = generator_of_powers(net, rates, caps, states, degree)
+    Lf = reflecting_generator(net, states, rates, caps).T @ power_moments(states, degree)
     sd = lambda p: np.sqrt(p @ Lf ** 2 - (p @ Lf) ** 2)  # noqa: E731
     se_target = 0.5 * h * (sd(p0) + sd(p1)) / np.sqrt(n)
 
@@ -162,3 +166,7 @@ def test_projection_options_are_checked():
                        (dict(project_moments=1, projection_draws=0), "projection_draws")):
         with pytest.raises(VANError, match=match):
             solve(model, t_eval=[0.0, 0.1], caps={"X": 20}, **bad)
+    law = _poisson_start(1.0, 20)
+    with pytest.raises(ValueError, match="iterations >= 1"):
+        project_moments(law, law.copy(), model.network, np.array([5.0, 1.0]), 0.1, 1, 100,
+                        np.random.default_rng(0), iterations=0)

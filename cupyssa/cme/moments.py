@@ -119,6 +119,9 @@ def project_moments(model: AutoregressiveModel, frozen: AutoregressiveModel, net
         the moments, before any tilt) and ``residual`` (target less change at the last
         iteration's start)
     """
+    if degree not in (1, 2) or iterations < 1 or n_draws < 1:
+        raise ValueError(f"project_moments needs degree 1 or 2, iterations >= 1 and n_draws >= 1; "
+                         f"got {degree}, {iterations}, {n_draws}")
     seed = int(rng.integers(2 ** 63))
     x0 = frozen.sample(n_draws, np.random.default_rng(seed))[0]
     F0 = power_moments(x0, degree).mean(axis=0)

@@ -71,6 +71,7 @@ import numpy as np
 import cupyssa.models as models
 from cupyssa import simulate
 from cupyssa.cme import solve
+from cupyssa.cme.moments import box_propensities
 from cupyssa.cme.van import local_energy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -105,19 +106,11 @@ def moments(x, pairs):
                            [np.mean(c[:, i] * c[:, j]) for i, j in pairs]])
 
 
-def _box_propensities(network, theta, caps, x):
-    """``a_k(x)`` [N, K], 0 where ``x + s_k`` leaves the box (the reflecting rule)."""
-    nu = np.asarray(network.stoichiometry)
-    after = x[:, None, :] + nu[None]
-    return np.where(np.all((after >= 0) & (after < caps), axis=-1),
-                    network.propensities(x, theta), 0.0)
-
-
 def exact_velocities(network, theta, caps, x, pairs):
     """The CME's ``d/dt`` of :func:`moments` at the law whose samples are ``x`` [N, S], and
     the standard errors of the means' velocities."""
     nu = np.asarray(network.stoichiometry, dtype=float)  # [K, S]
-    a = _box_propensities(network, theta, caps, x)
+    a = box_propensities(network, theta, caps, x)
     drift = a @ nu  # [N, S]: E[.] of it is d mu / dt
     dmu = drift.mean(axis=0)
     mu = x.mean(axis=0)
@@ -176,7 +169,7 @@ def jump_successors(network, theta, caps, x, rng):
 
     Returns the successors ``m + s_k`` [N, S] and the sample estimate of ``Z``."""
     nu = np.asarray(network.stoichiometry)
-    a = _box_propensities(network, theta, caps, x)
+    a = box_propensities(network, theta, caps, x)
     a0 = a.sum(axis=1)
     parent = rng.choice(len(x), size=len(x), p=a0 / a0.sum())
     c = np.cumsum(a[parent], axis=1)
@@ -203,7 +196,7 @@ def inflow_velocities(law, network, theta, caps, n, Z, q=None, edges=IMBALANCE_E
     how much of the velocity lies in states the law holds below the balance of their inflow
     (those a batch of ``P`` misses)."""
     E = _energies(law, network, theta, n)
-    a0 = _box_propensities(network, theta, caps, n).sum(axis=1)
+    a0 = box_propensities(network, theta, caps, n).sum(axis=1)
     inflow = E + a0
     w = (np.full(len(n), 1.0 / len(n)) if q is None else np.asarray(q, dtype=float)) * Z / inflow
     w /= w.sum()

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import cupyssa as cs
+from cupyssa.cme.moments import box_propensities
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 N = 2000
@@ -191,7 +192,7 @@ def test_inflow_weights_take_the_law_of_the_jumps_back_to_the_law():
     net = m.network
     theta = net.parameter_vector(m.params)
     nu = np.asarray(net.stoichiometry)
-    a = mod._box_propensities(net, theta, caps, states)
+    a = box_propensities(net, theta, caps, states)
     Z = p @ a.sum(axis=1)
     q = np.zeros(len(states))
     index = {tuple(s): i for i, s in enumerate(states)}
@@ -223,7 +224,7 @@ def test_jump_successors_land_as_the_chain_jumps():
     parents = np.array([[2, 3], [7, 9]])
     x = np.repeat(parents, [3000, 1000], axis=0)
     succ, Z = mod.jump_successors(net, theta, caps, x, np.random.default_rng(3))
-    a = mod._box_propensities(net, theta, caps, parents)  # [2, K]
+    a = box_propensities(net, theta, caps, parents)  # [2, K]
     expected = (np.array([3000, 1000])[:, None] * a).ravel() / (np.array([3000, 1000]) @ a.sum(1))
     cells = (parents[:, None, :] + nu[None]).reshape(-1, 2)
     counts = np.array([np.sum(np.all(succ == c, axis=1)) for c in cells])

@@ -49,7 +49,7 @@ import numpy as np
 
 from .autoregressive import AutoregressiveModel
 
-__all__ = ["power_moments", "generator_of_powers", "project_moments"]
+__all__ = ["box_propensities", "power_moments", "generator_of_powers", "project_moments"]
 
 #: singular values of the tilts' response below this fraction of the largest are dropped: the
 #: conditionals a conservation law makes (nearly) deterministic, whose tilts move nothing
@@ -62,6 +62,16 @@ def power_moments(x, degree: int) -> np.ndarray:
     return np.concatenate([x ** p for p in range(1, degree + 1)], axis=1)
 
 
+def box_propensities(network, rates, caps, x) -> np.ndarray:
+    """``a_k(x)`` ``[N, K]`` of states ``x [N, S]`` in the box, 0 where ``x + s_k`` leaves it
+    (the reflecting truncation). ``network`` needs ``stoichiometry [K, S]`` and
+    ``propensities(x, rates) [N, K]``; ``caps [S]``: the box ``0 <= x_i < caps_i``."""
+    x = np.asarray(x)
+    after = x[:, None, :] + np.asarray(network.stoichiometry)[None]  # [N, K, S]
+    inside = np.all((after >= 0) & (after < np.asarray(caps)), axis=-1)
+    return np.where(inside, network.propensities(x, rates), 0.0)
+
+
 def generator_of_powers(network, rates, caps, x, degree: int) -> np.ndarray:
     """``[N, degree * S]`` ``(L x_i^p)(x)`` for the box chain, columns as :func:`power_moments`.
 
@@ -72,23 +82,20 @@ def generator_of_powers(network, rates, caps, x, degree: int) -> np.ndarray:
     caps : [S] the box ``0 <= x_i < caps_i``
     x : [N, S] states in the box
     """
-    x = np.asarray(x)
+    a = box_propensities(network, rates, caps, x)  # [N, K]
     s = np.asarray(network.stoichiometry)
-    after = x[:, None, :] + s[None]  # [N, K, S]
-    inside = np.all((after >= 0) & (after < np.asarray(caps)), axis=-1)
-    a = np.where(inside, network.propensities(x, rates), 0.0)  # [N, K]
     # (x + s)^p - x^p = sum_{j=1..p} C(p, j) x^(p-j) s^j: one [N, K] x [K, S] product per j
     flux = [a @ s.astype(float) ** j for j in range(1, degree + 1)]  # flux[j-1] = sum_k a_k s_k^j
-    xf = x.astype(float)
+    xf = np.asarray(x, dtype=float)
     return np.concatenate([sum(comb(p, j) * xf ** (p - j) * flux[j - 1] for j in range(1, p + 1))
                            for p in range(1, degree + 1)], axis=1)
 
 
-def _tilt_scores(model: AutoregressiveModel, x, degree: int) -> np.ndarray:
-    """``[N, degree * S]`` ``u_i^q - E[u_i^q | n_<i]`` with ``u_i = x_i / M_i``: the derivative
-    of ``log P(x)`` along the tilt of conditional ``i`` by ``u^q``."""
+def _tilt_scores(model: AutoregressiveModel, x, u, degree: int) -> np.ndarray:
+    """``[N, degree * S]`` ``u_i^q - E[u_i^q | n_<i]`` with ``u_i = x_i / M_i`` (``u [S, M_max]``
+    its values ``m / M_i``): the derivative of ``log P(x)`` along the tilt of conditional ``i``
+    by ``u^q``."""
     cond = model.conditionals(x)  # [N, S, M_max]
-    u = np.arange(model.M_max)[None, :] / model.caps[:, None]  # [S, M_max]
     xu = np.asarray(x) / model.caps
     return np.concatenate([xu ** q - np.einsum("nsm,sm->ns", cond, u ** q)
                            for q in range(1, degree + 1)], axis=1)
@@ -127,7 +134,7 @@ def project_moments(model: AutoregressiveModel, frozen: AutoregressiveModel, net
     F0 = power_moments(x0, degree).mean(axis=0)
     L0 = generator_of_powers(network, rates, model.caps, x0, degree).mean(axis=0)
     species = np.tile(np.arange(model.S), degree)
-    u = np.arange(model.M_max)[None, :] / model.caps[:, None]
+    u = np.arange(model.M_max)[None, :] / model.caps[:, None]  # [S, M_max]: m / M_i
     tau = np.zeros(degree * model.S)
     for it in range(iterations):
         x1 = model.sample(n_draws, np.random.default_rng(seed))[0]
@@ -136,7 +143,7 @@ def project_moments(model: AutoregressiveModel, frozen: AutoregressiveModel, net
         if it == 0:
             moved = F1.mean(axis=0) - F0
         residual = 0.5 * h * (L0 + L1.mean(axis=0)) - (F1.mean(axis=0) - F0)
-        scores = _tilt_scores(model, x1, degree)
+        scores = _tilt_scores(model, x1, u, degree)
         J = (F1 - F1.mean(axis=0)).T @ scores / n_draws
         J[species[:, None] < species[None, :]] = 0.0
         K = (L1 - L1.mean(axis=0)).T @ scores / n_draws  # the response of E[L x^p] to the tilts

@@ -177,7 +177,8 @@ def _start_and_integrator(args):
     return dict(integrator=args.integrator, init_time=args.init_time, init_law=args.init_law,
                 checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                 reweight=args.reweight, frontier=args.frontier,
-                project_moments=args.project_moments, activation=args.activation,
+                project_moments=args.project_moments,
+                project_covariances=args.project_covariances, activation=args.activation,
                 output_degree=args.output_degree, center_outputs=args.center_outputs,
                 inputs=args.inputs, **damping)
 
@@ -370,6 +371,9 @@ def main(argv=None):
     sv.add_argument("--project-moments", type=int, default=0, choices=(0, 1, 2),
                     help="solve(project_moments=...): tilt each step's law onto the CME's "
                          "moment equations (1: means, 2: and second moments)")
+    sv.add_argument("--project-covariances", action="store_true",
+                    help="solve(project_covariances=True): with --project-moments 2, also every "
+                         "product E[x_i x_j]")
     sv.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh"),
                     help="solve(activation=...): NADE's hidden activation")
     sv.add_argument("--output-degree", type=int, default=None,

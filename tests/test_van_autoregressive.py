@@ -75,7 +75,7 @@ def test_jacobian_products_equal_the_assembled_gradients(model):
     for N < P (both solved on the N x N side), N = P + 5 (NADE's factored Gram matrix is cheap
     enough to stay on the N side, the assembled G goes to the P x P side: this compares the two
     sides) and N = 3P (both on the P side)."""
-    from cupyssa.cme.van import natural_direction
+    from cupyssa.cme.fisher import natural_direction
 
     rng = np.random.default_rng(5)
     model.theta = model.theta + rng.normal(0, 0.3, model.n_params)
@@ -107,6 +107,14 @@ def test_jacobian_products_equal_the_assembled_gradients(model):
         # relative difference in the inputs moves delta by < 1e-10 of its size
         np.testing.assert_allclose(d_jac, d_dense, rtol=0, atol=1e-9 * np.abs(d_dense).max())
         np.testing.assert_allclose(g_jac, g_dense, rtol=0, atol=1e-12 * np.abs(g_dense).max())
+        # several right-hand sides at once (the moment projection's directions): each column
+        # is the single solve's result, from one factorization
+        F = np.column_stack([f, rng.normal(size=(n_samples, 2))])
+        np.testing.assert_allclose(J.rmatmat(F), G.T @ F, rtol=0, atol=1e-13 * np.abs(G).sum() * 3)
+        D, _ = natural_direction(J, F, w, 1e-3)
+        for q in range(3):
+            one, _ = natural_direction(J, F[:, q], w, 1e-3)
+            np.testing.assert_allclose(D[:, q], one, rtol=0, atol=1e-12 * np.abs(one).max())
 
 
 @pytest.mark.parametrize("model", _models(), ids=IDS)

@@ -346,6 +346,14 @@ class Jacobian:
         """``G^T v`` [P] for ``v`` [N]."""
         raise NotImplementedError
 
+    def rmatmat(self, V) -> np.ndarray:
+        """``G^T V``: [P] for ``V`` [N], [P, Q] for ``V`` [N, Q] (one :meth:`rmatvec` per
+        column unless a subclass has better)."""
+        V = np.asarray(V)
+        if V.ndim == 1:
+            return self.rmatvec(V)
+        return np.stack([self.rmatvec(v) for v in V.T], axis=1)
+
     def dense(self) -> np.ndarray:
         """``G`` [N, P] itself."""
         raise NotImplementedError
@@ -368,6 +376,9 @@ class DenseJacobian(Jacobian):
 
     def rmatvec(self, v):
         return self.G.T @ v
+
+    def rmatmat(self, V):
+        return self.G.T @ V
 
     def dense(self):
         return self.G

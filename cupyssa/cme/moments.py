@@ -39,6 +39,17 @@ is given exactly; that of the targets ``K`` is the same covariance with ``L x_j^
 ``x_j^p`` (no zeros: the propensities depend on every species). A Newton iteration at the
 current tilted law ``P'`` tilts it further by the ``d`` that solves ``(J - h/2 K) d =
 h/2 (E_{P_t}[L f] + E_{P'}[L f]) - (E_{P'}[f] - E_{P_t}[f])``.
+
+**Covariances** (``covariances=True``, with degree 2). The means of a bimolecular network
+depend on the products ``E[x_i x_j]`` of the species that meet, ``L(x_i x_j) = sum_k a_k(x)
+(x_i s_kj + x_j s_ki + s_ki s_kj)``, and a tilt of each conditional by its own value cannot
+move them. Each pair instead moves along the parameter change whose first-order change of
+``log P`` is the best fit (Fisher metric) of ``x_i x_j`` less its regression on every species'
+own powers (:func:`_pair_directions`): the network's nearest tilt by the product, and what the
+own tilts cannot do. Its response is measured on draws the fit did not see and re-measured at
+each Newton iteration; the pairs and the tilts are solved together. These directions are not
+an exponential family, so the Newton iterations converge only for moves that are small against
+the law's spread, as a VAN step's corrections are (MAPK: ~1 % of a spread per step).
 """
 
 from __future__ import annotations
@@ -48,8 +59,10 @@ from math import comb
 import numpy as np
 
 from .autoregressive import AutoregressiveModel
+from .fisher import natural_direction
 
-__all__ = ["box_propensities", "power_moments", "generator_of_powers", "project_moments"]
+__all__ = ["box_propensities", "power_moments", "species_pairs", "pair_products", "moment_functions",
+           "generator_of_powers", "project_moments"]
 
 #: singular values of the tilts' response below this fraction of the largest are dropped: the
 #: conditionals a conservation law makes (nearly) deterministic, whose tilts move nothing
@@ -62,6 +75,18 @@ def power_moments(x, degree: int) -> np.ndarray:
     return np.concatenate([x ** p for p in range(1, degree + 1)], axis=1)
 
 
+def species_pairs(n_species: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(I, J)``, the ``S (S - 1) / 2`` pairs ``i < j`` of species (the order of
+    :func:`pair_products`' columns)."""
+    return np.triu_indices(n_species, k=1)
+
+
+def pair_products(x, pairs) -> np.ndarray:
+    """``[N, Q]`` products ``x_i x_j`` of states ``x [N, S]`` for the ``pairs (I, J)``."""
+    x = np.asarray(x, dtype=float)
+    return x[:, pairs[0]] * x[:, pairs[1]]
+
+
 def box_propensities(network, rates, caps, x) -> np.ndarray:
     """``a_k(x)`` ``[N, K]`` of states ``x [N, S]`` in the box, 0 where ``x + s_k`` leaves it
     (the reflecting truncation). ``network`` needs ``stoichiometry [K, S]`` and
@@ -72,8 +97,9 @@ def box_propensities(network, rates, caps, x) -> np.ndarray:
     return np.where(inside, network.propensities(x, rates), 0.0)
 
 
-def generator_of_powers(network, rates, caps, x, degree: int) -> np.ndarray:
-    """``[N, degree * S]`` ``(L x_i^p)(x)`` for the box chain, columns as :func:`power_moments`.
+def generator_of_powers(network, rates, caps, x, degree: int, pairs=None) -> np.ndarray:
+    """``[N, degree * S (+ Q)]`` ``(L x_i^p)(x)`` for the box chain, columns as
+    :func:`power_moments`, followed by ``(L x_i x_j)(x)`` for the ``pairs`` if given.
 
     Parameters
     ----------
@@ -81,14 +107,28 @@ def generator_of_powers(network, rates, caps, x, degree: int) -> np.ndarray:
     rates : the network's parameter vector
     caps : [S] the box ``0 <= x_i < caps_i``
     x : [N, S] states in the box
+    pairs : ``(I, J)`` (:func:`species_pairs`), or None for the powers alone
     """
     a = box_propensities(network, rates, caps, x)  # [N, K]
-    s = np.asarray(network.stoichiometry)
+    s = np.asarray(network.stoichiometry).astype(float)
     # (x + s)^p - x^p = sum_{j=1..p} C(p, j) x^(p-j) s^j: one [N, K] x [K, S] product per j
-    flux = [a @ s.astype(float) ** j for j in range(1, degree + 1)]  # flux[j-1] = sum_k a_k s_k^j
+    flux = [a @ s ** j for j in range(1, degree + 1)]
     xf = np.asarray(x, dtype=float)
-    return np.concatenate([sum(comb(p, j) * xf ** (p - j) * flux[j - 1] for j in range(1, p + 1))
-                           for p in range(1, degree + 1)], axis=1)
+    columns = [sum(comb(p, j) * xf ** (p - j) * flux[j - 1] for j in range(1, p + 1))
+               for p in range(1, degree + 1)]
+    if pairs is not None:
+        # (x_i + s_i)(x_j + s_j) - x_i x_j = x_i s_j + x_j s_i + s_i s_j
+        first, second = pairs
+        columns.append(xf[:, first] * flux[0][:, second] + xf[:, second] * flux[0][:, first]
+                       + a @ (s[:, first] * s[:, second]))
+    return np.concatenate(columns, axis=1)
+
+
+def moment_functions(x, degree: int, pairs=None) -> np.ndarray:
+    """The functions whose means are projected: :func:`power_moments` and, with ``pairs``,
+    :func:`pair_products`, in :func:`generator_of_powers`' column order."""
+    F = power_moments(x, degree)
+    return F if pairs is None else np.concatenate([F, pair_products(x, pairs)], axis=1)
 
 
 def _tilt_scores(model: AutoregressiveModel, x, u, degree: int) -> np.ndarray:
@@ -101,9 +141,33 @@ def _tilt_scores(model: AutoregressiveModel, x, u, degree: int) -> np.ndarray:
                            for q in range(1, degree + 1)], axis=1)
 
 
+def _pair_directions(model: AutoregressiveModel, pairs, x_fit, damping: float) -> np.ndarray:
+    """``[P, Q]`` the parameter changes that tilt the law by the products ``x_i x_j``.
+
+    A tilt ``P -> ∝ P exp(mu x_i x_j / sd(x_i x_j))`` couples two species, which no output bias can do; its
+    Fisher-metric projection onto the network, the ``delta`` whose change of ``log P`` is the
+    least-squares fit of ``x_i x_j`` on draws ``x_fit`` (:func:`~cupyssa.cme.fisher.natural_direction`,
+    one factorization for every pair), is the smallest change of the law (in KL divergence, to
+    first order) that moves ``E[x_i x_j]`` as far as the network allows.
+    """
+    N = len(x_fit)
+    _, jac = model.log_prob_and_jacobian(x_fit)
+    products = pair_products(x_fit, pairs)
+    # less their regression on every species' own powers: the tilts move those, and a direction
+    # that also moved them would be cancelled by the tilts, leaving the solve ill-conditioned
+    own = np.column_stack([np.ones(N), power_moments(x_fit, 2)])
+    products -= own @ np.linalg.lstsq(own, products, rcond=None)[0]
+    sd = products.std(axis=0)
+    # in units of each product's spread: the responses then have the scale of the moments',
+    # whatever the caps, and the least-squares cut-off treats pairs and tilts alike
+    return natural_direction(jac, products / np.where(sd > 0, sd, 1.0), np.full(N, 1.0 / N),
+                             damping)[0]
+
+
 def project_moments(model: AutoregressiveModel, frozen: AutoregressiveModel, network, rates,
                     h: float, degree: int, n_draws: int, rng: np.random.Generator,
-                    iterations: int = 2) -> dict:
+                    iterations: int = 2, covariances: bool = False, direction_draws: int = 2000,
+                    damping: float = 1e-3) -> dict:
     """Tilt the conditionals of ``model`` (the law after a step of ``h`` from ``frozen``) so that
     its moments ``E[x_i^p]``, ``p <= degree``, moved by the trapezoid rule of the CME's moment
     equations (module docstring). ``model.theta`` is changed in place.
@@ -119,36 +183,68 @@ def project_moments(model: AutoregressiveModel, frozen: AutoregressiveModel, net
     iterations : Newton iterations (the moments are exponential in the tilts: a tilt asked to
         move a mean by 20 % of its standard deviation overshoots by ~10 % in one; a VAN step's
         projection asks far less)
+    covariances : also project the products ``E[x_i x_j]`` of every pair of species (needs
+        ``degree=2``), through the network's parameters (:func:`_pair_directions`)
+    direction_draws : draws that fit the pairs' directions, and as many again that measure
+        their response (at most ``n_draws / 2`` each)
+    damping : relative damping of the directions' Fisher solve (the directions' own: a step's
+        damping can be set high to keep the steps still, as in the tests)
 
     Returns
     -------
-    dict : ``tilt`` ([degree, S], the ``tau``), ``moved`` ([degree * S], the step's change of
-        the moments, before any tilt) and ``residual`` (target less change at the last
-        iteration's start)
+    dict : ``tilt`` ([degree, S], the ``tau``), ``pair_tilt`` ([Q], the pairs' coefficients;
+        empty without ``covariances``), ``moved`` (the step's change of the projected moments,
+        before any tilt) and ``residual`` (target less change at the last iteration's start)
     """
     if degree not in (1, 2) or iterations < 1 or n_draws < 1:
         raise ValueError(f"project_moments needs degree 1 or 2, iterations >= 1 and n_draws >= 1; "
                          f"got {degree}, {iterations}, {n_draws}")
+    if covariances and (degree != 2 or n_draws < 2 or direction_draws < 1):
+        raise ValueError(f"covariances=True needs degree 2, n_draws >= 2 and direction_draws >= 1; "
+                         f"got {degree}, {n_draws}, {direction_draws}")
+    covariances = covariances and model.S > 1  # one species has no pairs
+    pairs = species_pairs(model.S) if covariances else None
     seed = int(rng.integers(2 ** 63))
     x0 = frozen.sample(n_draws, np.random.default_rng(seed))[0]
-    F0 = power_moments(x0, degree).mean(axis=0)
-    L0 = generator_of_powers(network, rates, model.caps, x0, degree).mean(axis=0)
-    species = np.tile(np.arange(model.S), degree)
+    F0 = moment_functions(x0, degree, pairs).mean(axis=0)
+    L0 = generator_of_powers(network, rates, model.caps, x0, degree, pairs).mean(axis=0)
+    species = np.arange(model.S)
+    # the last species (in the factorization order) each projected function depends on: its
+    # response to the tilt of a later conditional is zero
+    last = np.concatenate([np.tile(species, degree)] + ([] if pairs is None else [pairs[1]]))
     u = np.arange(model.M_max)[None, :] / model.caps[:, None]  # [S, M_max]: m / M_i
-    tau = np.zeros(degree * model.S)
+    n_tilts = degree * model.S
+    tau, mu = np.zeros(n_tilts), np.zeros(0 if pairs is None else len(pairs[0]))
     for it in range(iterations):
         x1 = model.sample(n_draws, np.random.default_rng(seed))[0]
-        F1 = power_moments(x1, degree)
-        L1 = generator_of_powers(network, rates, model.caps, x1, degree)
+        F1 = moment_functions(x1, degree, pairs)
+        L1 = generator_of_powers(network, rates, model.caps, x1, degree, pairs)
         if it == 0:
             moved = F1.mean(axis=0) - F0
+            if covariances:  # fitted once, at the stepped law
+                nd = min(direction_draws, n_draws // 2)
+                directions = _pair_directions(model, pairs, x1[:nd], damping)
         residual = 0.5 * h * (L0 + L1.mean(axis=0)) - (F1.mean(axis=0) - F0)
         scores = _tilt_scores(model, x1, u, degree)
         J = (F1 - F1.mean(axis=0)).T @ scores / n_draws
-        J[species[:, None] < species[None, :]] = 0.0
+        J[last[:, None] < np.tile(species, degree)[None, :]] = 0.0
         K = (L1 - L1.mean(axis=0)).T @ scores / n_draws  # the response of E[L x^p] to the tilts
         # the implicit trapezoid, linear in the tilt d: J d = residual + h/2 K d
-        d = np.linalg.lstsq(J - 0.5 * h * K, residual, rcond=_RCOND)[0].reshape(degree, model.S)
-        model.tilt_conditionals(sum(d[q][:, None] * u ** (q + 1) for q in range(degree)))
-        tau += d.ravel()
-    return {"tilt": tau.reshape(degree, model.S), "moved": moved, "residual": residual}
+        A = J - 0.5 * h * K
+        if covariances:
+            # the response to the pairs' directions, d log P = (G - mean G) directions, on
+            # draws the directions were not fitted on (with more parameters than draws the fit
+            # is exact on its own draws)
+            G = model.log_prob_and_jacobian(x1[nd:2 * nd])[1].dense()
+            f = F1[nd:2 * nd] - 0.5 * h * L1[nd:2 * nd]
+            A = np.concatenate([A, (f - f.mean(axis=0)).T @ (G - G.mean(axis=0)) @ directions / nd],
+                               axis=1)
+        d = np.linalg.lstsq(A, residual, rcond=_RCOND)[0]
+        tilt = d[:n_tilts].reshape(degree, model.S)
+        model.tilt_conditionals(sum(tilt[q][:, None] * u ** (q + 1) for q in range(degree)))
+        tau += d[:n_tilts]
+        if covariances:
+            model.theta = model.theta + directions @ d[n_tilts:]
+            mu += d[n_tilts:]
+    return {"tilt": tau.reshape(degree, model.S), "pair_tilt": mu, "moved": moved,
+            "residual": residual}

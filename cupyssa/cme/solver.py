@@ -82,7 +82,8 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
           damping: float = 1e-4, courant: float = 0.2, step_check: float | None = None,
           sampling: str = "tempered",
           alpha: float = 0.5, eps: float = 0.02, reweight: bool = False, frontier: bool = False,
-          project_moments: int = 0, projection_draws: int = 20_000, order: int = 1,
+          project_moments: int = 0, projection_draws: int = 20_000,
+          project_covariances: bool = False, order: int = 1,
           integrator: str = "euler",
           initial: Callable | None = None, init_time: float | None = None,
           init_law: str = "exact", init_tol: float = 1e-8, init_width: float = 0.2,
@@ -209,6 +210,16 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     projection_draws : draws of the laws before and after a step that estimate the moments'
         changes, the targets and their response to the tilts; the targets' noise,
         ``h sd(L f) / sqrt(projection_draws)`` per step, is a random force on the moments.
+    project_covariances : with ``project_moments=2``, also move every product ``E[x_i x_j]`` of
+        two species by the trapezoid rule of its equation ``d E[x_i x_j] / dt = E[sum_k a_k(x)
+        (x_i s_kj + x_j s_ki + s_ki s_kj)]``. No output bias couples two species: each pair
+        moves along the parameter change that best makes the tilt ``exp(mu x_i x_j)`` (a Fisher
+        solve on ``n_samples`` draws; its response measured on as many others), solved together
+        with the tilts. The means of a bimolecular network follow the covariances of the
+        species that meet: where the steps build those at a fraction of the CME's rate, the
+        projected means go wrong with them (MAPK from t = 25: Kpp 10 % high at t = 50 with
+        half-size covariances; ``benchmarks/RESULTS.md``, session 36). Costs one Fisher solve
+        with ``S (S - 1) / 2`` right-hand sides per step.
     order : Taylor order of the step target, 1 (Euler, ``1 + h E``) or 2 (``1 + h E + h^2 E2 / 2``,
         see :func:`cupyssa.cme.van.local_energy`; ``K`` times the work per step, and much
         smaller time-discretization error in far tails: use it for rare events)
@@ -341,7 +352,8 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
                       damping=damping, courant=courant, step_check=step_check,
                       sampling=sampling, alpha=alpha, eps=eps,
                       reweight=reweight, frontier=frontier, project_moments=project_moments,
-                      projection_draws=projection_draws, center_outputs=center_outputs,
+                      projection_draws=projection_draws,
+                      project_covariances=project_covariances, center_outputs=center_outputs,
                       order=order, integrator=integrator,
                       checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
                       seed=seed, callback=callback)

@@ -169,7 +169,10 @@ MAPK cascade (hidden 8, resumed at t = 51 with ``project_moments=2``) every spec
 0.8 % of SSA's mean and 0.026 in Hellinger at t = 100, where the steps alone left KKpp and Kpp
 5 % low. The moment equations are the law's own: with correlations the network cannot hold
 (hidden 4 there, two neighbour covariances of the wrong sign) they send the means to wrong
-places faster (Kpp 17 % high at t = 50; ``benchmarks/RESULTS.md``, session 35).
+places faster (Kpp 17 % high at t = 50; ``benchmarks/RESULTS.md``, session 35), and with
+correlations the steps have built only halfway (hidden 8 from t = 25: Kpp 10 % high at
+t = 50). ``project_covariances=True`` also moves every ``E[x_i x_j]`` by its own equation,
+through the network's parameters (``project_moments(covariances=True)``).
 """
 
 from __future__ import annotations
@@ -184,11 +187,10 @@ from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import cho_factor, cho_solve
 
 from ..errors import CupyssaError
-from .autoregressive import (DEFAULT_ACTIVATION, NADE, MADE, AutoregressiveModel,
-                             DenseJacobian)
+from .autoregressive import DEFAULT_ACTIVATION, NADE, MADE, AutoregressiveModel
+from .fisher import natural_direction
 from .moments import project_moments
 from .sampling import effective_sample_size, psis
 
@@ -244,6 +246,7 @@ class VANOptions:
     frontier: bool = False  # implicit step: also fit at one-jump successors of the samples
     project_moments: int = 0  # tilt each step's law onto the moment equations up to this power
     projection_draws: int = 20_000  # draws of each law per projection
+    project_covariances: bool = False  # with project_moments=2: also every E[x_i x_j]
     center_outputs: bool = False  # Fisher solves in centred output coordinates (NADE)
     order: int = 1  # Taylor order of the step target: 1 (Euler) or 2
     integrator: str = "euler"  # of the TDVP step: "euler", "heun" or "implicit"
@@ -289,6 +292,9 @@ class VANOptions:
         if self.project_moments not in (0, 1, 2):
             raise VANError(f"project_moments must be 0 (off), 1 (means) or 2 (means and second "
                            f"moments), got {self.project_moments}")
+        if self.project_covariances and self.project_moments != 2:
+            raise VANError("project_covariances=True projects the products E[x_i x_j], moments of "
+                           f"degree 2: it needs project_moments=2, got {self.project_moments}")
         if not self.projection_draws > 0:
             raise VANError(f"projection_draws must be positive, got {self.projection_draws}")
         if self.step_check is not None and not self.step_check > 0:
@@ -482,55 +488,6 @@ def _log_prob_of_distinct(model: AutoregressiveModel, states):
     samples coincide (2-site Schlögl, 500 samples: 1,942 distinct of 5,000)."""
     first, inverse = _distinct(model.caps, states)
     return model.log_prob(states[first])[inverse]
-
-
-def natural_direction(G, f, w, damping):
-    """Solve ``(O^T O + lambda I) delta = O^T eps`` (see module docstring).
-
-    Parameters
-    ----------
-    G : [N, P] per-sample gradients, or a :class:`~cupyssa.cme.autoregressive.Jacobian`
-    f : [N] values; w : [N] normalized weights
-    damping : relative damping; ``lambda = damping * trace(O^T O) / min(N, P)``
-
-    Returns
-    -------
-    delta : [P]; grad : [P] the plain gradient ``O^T eps``
-
-    Notes
-    -----
-    ``O = D (G - 1 mu^T)`` with ``D = diag(sqrt(w))`` and ``mu = G^T w``, so for ``N < P`` only
-    the Gram matrix ``K = G G^T`` and products ``G^T v`` are needed:
-    ``O O^T = D (K - k 1^T - 1 k^T + (w^T k) 1 1^T) D`` with ``k = K w``, and
-    ``O^T a = G^T (b - w sum(b))`` with ``b = D a``. Both sides give the same ``delta``
-    (``(O^T O + lambda I)^-1 O^T = O^T (O O^T + lambda I)^-1``), so the side is chosen by cost:
-    ``N^2 c + N^3 / 3`` (``c`` = :attr:`~cupyssa.cme.autoregressive.Jacobian.gram_entry_cost`,
-    ``P`` for assembled rows, far less for NADE's factors) against ``N P^2 + P^3 / 3``.
-    """
-    J = DenseJacobian(G) if isinstance(G, np.ndarray) else G
-    N, P = J.shape
-    sw = np.sqrt(w)
-    e = sw * (f - w @ f)
-
-    def o_transpose(a):
-        b = sw * a
-        return J.rmatvec(b - w * b.sum())
-
-    def damped_factor(A):
-        """Cholesky factor of ``A + lambda I`` (``A`` is ``O O^T`` or ``O^T O``: same trace)."""
-        tr, rank = float(np.trace(A)), min(N, P)
-        A[np.diag_indices(A.shape[0])] += damping * tr / rank + 1e-12 * (tr / rank + 1.0)
-        return cho_factor(A, lower=True)
-
-    grad = o_transpose(e)
-    if N * N * J.gram_entry_cost + N ** 3 / 3 <= N * P * P + P ** 3 / 3:
-        K = J.gram()
-        k = K @ w
-        T = sw[:, None] * (K - k[:, None] - k[None, :] + w @ k) * sw[None, :]
-        return o_transpose(cho_solve(damped_factor(T), e)), grad
-    Gd = J.dense()
-    Om = sw[:, None] * (Gd - w @ Gd)
-    return cho_solve(damped_factor(Om.T @ Om), grad), grad
 
 
 # -- sampling ---------------------------------------------------------------------------------
@@ -766,7 +723,9 @@ def _step(model, prob, opts, t, h_max, rng, enumerated, adam, stats):
     h = _fitted_step(model, frozen, prob, opts, t, h_max, rng, enumerated, adam, stats)
     if opts.project_moments:
         projected = project_moments(model, frozen, prob.network, prob.rates(t), h,
-                                    opts.project_moments, opts.projection_draws, rng)
+                                    opts.project_moments, opts.projection_draws, rng,
+                                    covariances=opts.project_covariances,
+                                    direction_draws=opts.n_samples)
         stats["max_tilt"] = max(stats.get("max_tilt", 0.0), float(np.abs(projected["tilt"]).max()))
     return h
 

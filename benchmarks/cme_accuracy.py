@@ -372,8 +372,8 @@ def main(argv=None):
                     help="solve(project_moments=...): tilt each step's law onto the CME's "
                          "moment equations (1: means, 2: and second moments)")
     sv.add_argument("--project-covariances", action="store_true",
-                    help="solve(project_covariances=True): with --project-moments 2, also every "
-                         "product E[x_i x_j]")
+                    help="solve(project_covariances=True): with --project-moments 2, also the "
+                         "products E[x_i x_j] of the species that react together")
     sv.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh"),
                     help="solve(activation=...): NADE's hidden activation")
     sv.add_argument("--output-degree", type=int, default=None,

@@ -8,7 +8,7 @@ import cupyssa.models as models
 from cupyssa.cme import MADE, NADE, solve
 from cupyssa.cme.box import reflecting_generator
 from cupyssa.cme.moments import (generator_of_powers, moment_functions, power_moments,
-                                  project_moments, species_pairs)
+                                  project_moments, reacting_pairs)
 from cupyssa.cme.van import ReorderedNetwork, VANError
 from cupyssa.models import Model
 from cupyssa.network import ReactionNetwork
@@ -63,7 +63,7 @@ def test_generator_of_powers_is_the_box_generator():
     want = (W.T @ power_moments(states, 2))
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
     # and f = x_A x_B, the pairs' column after the powers'
-    pairs = species_pairs(2)
+    pairs = (np.array([0]), np.array([1]))
     got = generator_of_powers(net, rates, caps, states, degree=2, pairs=pairs)
     want = W.T @ moment_functions(states, 2, pairs)
     assert got.shape == (len(states), 5)
@@ -105,7 +105,7 @@ def test_projection_moves_the_moments_by_the_trapezoid_rule(degree, covariances,
     model = frozen.copy()
     if stepped:
         model.theta += h * np.random.default_rng(3).normal(size=model.n_params)  # ~ the target
-    pairs = species_pairs(2) if covariances else None
+    pairs = (np.array([0]), np.array([1])) if covariances else None
     m0, states, p0 = _exact_moments(frozen, degree, pairs)
     m1, _, p1 = _exact_moments(model, degree, pairs)
     Lf = reflecting_generator(net, states, rates, caps).T @ moment_functions(states, degree, pairs)
@@ -119,7 +119,7 @@ def test_projection_moves_the_moments_by_the_trapezoid_rule(degree, covariances,
     se_moved = ((moment_functions(x1, degree, pairs) - moment_functions(x0, degree, pairs))
                 .std(axis=0) / np.sqrt(n))
 
-    info = project_moments(model, frozen, net, rates, h, degree, n, rng, covariances=covariances,
+    info = project_moments(model, frozen, net, rates, h, degree, n, rng, pairs=pairs,
                            iterations=3 if covariances else 2)
     m2, _, p2 = _exact_moments(model, degree, pairs)
     change = m2 - m0
@@ -228,7 +228,8 @@ def test_projection_builds_the_covariance_that_steps_do_not(covariances):
     start.set_product_law([poisson.logpmf(np.arange(cap), 1.0)] * 2)
     sol = solve(model, t_eval=[0.0, 1.0], model=start, caps={"A": cap, "B": cap}, dt=h,
                 n_samples=300, damping=1e8, sampling="exact", project_moments=2,
-                project_covariances=covariances, projection_draws=n, seed=0)
+                project_covariances=[("A", "B")] if covariances else False,
+                projection_draws=n, seed=0)
     law = start.copy()
     law.theta = sol.thetas[-1]
     states = law.enumerate_states()
@@ -266,13 +267,34 @@ def test_projection_options_are_checked():
     model = models.immigration_death(k=5.0, g=1.0, x0=1)
     for bad, match in ((dict(project_moments=3), "project_moments must be"),
                        (dict(project_moments=1, projection_draws=0), "projection_draws"),
-                       (dict(project_moments=1, project_covariances=True), "needs project_moments=2")):
+                       (dict(project_moments=1, project_covariances=True), "needs project_moments=2"),
+                       (dict(project_moments=2, project_covariances=[("X", "Y")]), "species names"),
+                       (dict(project_moments=2, project_covariances=[("X", "X")]), "distinct")):
         with pytest.raises(VANError, match=match):
             solve(model, t_eval=[0.0, 0.1], caps={"X": 20}, **bad)
     law = _poisson_start(1.0, 20)
     with pytest.raises(ValueError, match="iterations >= 1"):
         project_moments(law, law.copy(), model.network, np.array([5.0, 1.0]), 0.1, 1, 100,
                         np.random.default_rng(0), iterations=0)
-    with pytest.raises(ValueError, match="covariances=True needs degree 2"):
-        project_moments(law, law.copy(), model.network, np.array([5.0, 1.0]), 0.1, 1, 100,
-                        np.random.default_rng(0), covariances=True)
+    for degree, pairs in ((1, ([0], [1])), (2, ([0], [0])), (2, ([0], [2]))):
+        with pytest.raises(ValueError, match="pairs need degree 2"):
+            two = NADE([5, 5], hidden=1)
+            project_moments(two, two.copy(), None, None, 0.1, degree, 100,
+                            np.random.default_rng(0), pairs=pairs)
+
+
+def test_reacting_pairs_of_the_mapk_cascade():
+    # the bimolecular reactions of models.mapk_cascade (enzyme + substrate -> complex), read
+    # off its reaction list, in the network's species order
+    net = models.mapk_cascade().network
+    want = {("S", "KKK"), ("KKKp", "KK"), ("KKKp", "KKp"), ("KKp", "P2"), ("KKpp", "P2"),
+            ("KKpp", "K"), ("KKpp", "Kp"), ("Kp", "P3"), ("Kpp", "P3")}
+    first, second = reacting_pairs(net)
+    assert {(net.species[i], net.species[j]) for i, j in zip(first, second)} == want
+    assert np.all(first < second)
+    # through a reordering, the same pairs in the new columns
+    order = np.arange(net.n_species)[::-1]
+    re = ReorderedNetwork(net, order)
+    f2, s2 = reacting_pairs(re)
+    assert {frozenset((re.species[i], re.species[j])) for i, j in zip(f2, s2)} == {
+        frozenset(p) for p in want}

@@ -83,7 +83,7 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
           sampling: str = "tempered",
           alpha: float = 0.5, eps: float = 0.02, reweight: bool = False, frontier: bool = False,
           project_moments: int = 0, projection_draws: int = 20_000,
-          project_covariances: bool = False, order: int = 1,
+          project_covariances: bool | Sequence[tuple[str, str]] = False, order: int = 1,
           integrator: str = "euler",
           initial: Callable | None = None, init_time: float | None = None,
           init_law: str = "exact", init_tol: float = 1e-8, init_width: float = 0.2,
@@ -210,16 +210,18 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
     projection_draws : draws of the laws before and after a step that estimate the moments'
         changes, the targets and their response to the tilts; the targets' noise,
         ``h sd(L f) / sqrt(projection_draws)`` per step, is a random force on the moments.
-    project_covariances : with ``project_moments=2``, also move every product ``E[x_i x_j]`` of
-        two species by the trapezoid rule of its equation ``d E[x_i x_j] / dt = E[sum_k a_k(x)
-        (x_i s_kj + x_j s_ki + s_ki s_kj)]``. No output bias couples two species: each pair
-        moves along the parameter change that best makes the tilt ``exp(mu x_i x_j)`` (a Fisher
-        solve on ``n_samples`` draws; its response measured on as many others), solved together
-        with the tilts. The means of a bimolecular network follow the covariances of the
-        species that meet: where the steps build those at a fraction of the CME's rate, the
-        projected means go wrong with them (MAPK from t = 25: Kpp 10 % high at t = 50 with
-        half-size covariances; ``benchmarks/RESULTS.md``, session 36). Costs one Fisher solve
-        with ``S (S - 1) / 2`` right-hand sides per step.
+    project_covariances : bool or sequence of (species, species)
+        With ``project_moments=2``, also move the products ``E[x_i x_j]`` of pairs of species
+        by the trapezoid rule of their equations ``d E[x_i x_j] / dt = E[sum_k a_k(x) (x_i s_kj +
+        x_j s_ki + s_ki s_kj)]``: True, the pairs that react together (both reactants of one
+        reaction; the products the means' equations read), or the pairs named. No output bias
+        couples two species: each pair moves along the parameter change that best makes the
+        tilt by its product (a Fisher solve on ``n_samples`` draws, its response measured on as
+        many others), solved together with the tilts. Where the steps build the correlations
+        of the species that meet at a fraction of the CME's rate, the means projected with
+        them go wrong (MAPK from t = 25: Kpp 10 % high at t = 50; ``benchmarks/RESULTS.md``,
+        sessions 35-36). Costs a Fisher solve with one right-hand side per pair and a dense
+        Jacobian of ``n_samples`` draws per Newton iteration, per step.
     order : Taylor order of the step target, 1 (Euler, ``1 + h E``) or 2 (``1 + h E + h^2 E2 / 2``,
         see :func:`cupyssa.cme.van.local_energy`; ``K`` times the work per step, and much
         smaller time-discretization error in far tails: use it for rare events)

@@ -171,8 +171,9 @@ MAPK cascade (hidden 8, resumed at t = 51 with ``project_moments=2``) every spec
 (hidden 4 there, two neighbour covariances of the wrong sign) they send the means to wrong
 places faster (Kpp 17 % high at t = 50; ``benchmarks/RESULTS.md``, session 35), and with
 correlations the steps have built only halfway (hidden 8 from t = 25: Kpp 10 % high at
-t = 50). ``project_covariances=True`` also moves every ``E[x_i x_j]`` by its own equation,
-through the network's parameters (``project_moments(covariances=True)``).
+t = 50). ``project_covariances=True`` also moves the products ``E[x_i x_j]`` of the species
+that react together by their own equations, through the network's parameters
+(``project_moments(pairs=...)``).
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ import scipy.sparse as sp
 from ..errors import CupyssaError
 from .autoregressive import DEFAULT_ACTIVATION, NADE, MADE, AutoregressiveModel
 from .fisher import natural_direction
-from .moments import project_moments
+from .moments import project_moments, reacting_pairs
 from .sampling import effective_sample_size, psis
 
 __all__ = ["CMEProblem", "VANOptions", "VANError", "ReorderedNetwork", "Flows", "evolve",
@@ -246,7 +247,8 @@ class VANOptions:
     frontier: bool = False  # implicit step: also fit at one-jump successors of the samples
     project_moments: int = 0  # tilt each step's law onto the moment equations up to this power
     projection_draws: int = 20_000  # draws of each law per projection
-    project_covariances: bool = False  # with project_moments=2: also every E[x_i x_j]
+    # with project_moments=2: also E[x_i x_j] of the reacting pairs (True) or of these names
+    project_covariances: bool | tuple = False
     center_outputs: bool = False  # Fisher solves in centred output coordinates (NADE)
     order: int = 1  # Taylor order of the step target: 1 (Euler) or 2
     integrator: str = "euler"  # of the TDVP step: "euler", "heun" or "implicit"
@@ -292,8 +294,8 @@ class VANOptions:
         if self.project_moments not in (0, 1, 2):
             raise VANError(f"project_moments must be 0 (off), 1 (means) or 2 (means and second "
                            f"moments), got {self.project_moments}")
-        if self.project_covariances and self.project_moments != 2:
-            raise VANError("project_covariances=True projects the products E[x_i x_j], moments of "
+        if self.project_covariances is not False and self.project_moments != 2:
+            raise VANError("project_covariances projects the products E[x_i x_j], moments of "
                            f"degree 2: it needs project_moments=2, got {self.project_moments}")
         if not self.projection_draws > 0:
             raise VANError(f"projection_draws must be positive, got {self.projection_draws}")
@@ -304,7 +306,8 @@ class VANOptions:
 class ReorderedNetwork:
     """A network seen with its species columns in another order (the factorization order of
     the autoregressive model): ``columns[j]`` is the network's index of the ``j``-th column.
-    It offers what :func:`local_energy` uses: ``stoichiometry`` and ``propensities``."""
+    It offers what :func:`local_energy` and the moment projection use: ``stoichiometry``,
+    ``reactant_matrix``, ``species`` and ``propensities``."""
 
     def __init__(self, network, columns):
         self.network = network
@@ -312,6 +315,7 @@ class ReorderedNetwork:
         #: [S] position of each network species among the columns
         self._inverse = np.argsort(self.columns)
         self.stoichiometry = np.asarray(network.stoichiometry)[:, self.columns]
+        self.reactant_matrix = np.asarray(network.reactant_matrix)[:, self.columns]
         self.species = tuple(network.species[i] for i in self.columns)
 
     def propensities(self, n, theta):
@@ -724,10 +728,29 @@ def _step(model, prob, opts, t, h_max, rng, enumerated, adam, stats):
     if opts.project_moments:
         projected = project_moments(model, frozen, prob.network, prob.rates(t), h,
                                     opts.project_moments, opts.projection_draws, rng,
-                                    covariances=opts.project_covariances,
+                                    pairs=_projected_pairs(prob.network, opts.project_covariances),
                                     direction_draws=opts.n_samples)
         stats["max_tilt"] = max(stats.get("max_tilt", 0.0), float(np.abs(projected["tilt"]).max()))
     return h
+
+
+def _projected_pairs(network, option):
+    """The ``(I, J)`` columns of the pairs ``project_covariances`` names: None for False, the
+    network's reacting pairs for True, else the given ``(species, species)`` names."""
+    if option is False:
+        return None
+    if option is True:
+        return reacting_pairs(network)
+    index = {name: i for i, name in enumerate(network.species)}
+    try:
+        cols = [(index[a], index[b]) for a, b in option]
+    except (KeyError, TypeError, ValueError) as err:
+        raise VANError(f"project_covariances must be True, False or pairs of species names of "
+                       f"{list(network.species)}; got {option!r}") from err
+    if any(i == j for i, j in cols):
+        raise VANError(f"project_covariances pairs two distinct species; got {option!r}")
+    return (np.array([i for i, _ in cols], dtype=np.int64),
+            np.array([j for _, j in cols], dtype=np.int64))
 
 
 def _fitted_step(model, frozen, prob, opts, t, h_max, rng, enumerated, adam, stats):
@@ -812,6 +835,7 @@ def evolve(prob: CMEProblem, model: AutoregressiveModel, t_eval, opts: VANOption
     """
     opts.validate()
     _check_centring(model, opts)
+    _projected_pairs(prob.network, opts.project_covariances)  # names checked before any step
     t_eval = np.asarray(t_eval, dtype=float)
     rng = np.random.default_rng(opts.seed)
     enumerated = model.enumerate_states() if opts.sampling == "enumerate" else None

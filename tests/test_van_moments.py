@@ -192,8 +192,8 @@ def _joint_birth(k=4.0, g1=1.0, g2=2.0):
     return Model(net, {"A": 1, "B": 1}, {"k": k, "g1": g1, "g2": g2}, 1.0)
 
 
-@pytest.mark.parametrize("covariances", [False, True])
-def test_projection_builds_the_covariance_that_steps_do_not(covariances):
+@pytest.mark.parametrize("covariances, order", [(False, None), (True, None), (True, ["B", "A"])])
+def test_projection_builds_the_covariance_that_steps_do_not(covariances, order):
     """Joint births from independent Poisson(1) laws, steps held still by a damping of 10^8: the
     projection alone moves the law. The exact law at ``t`` is bivariate Poisson, ``A = U + Z``,
     ``B = V + Z`` with independent Poisson ``U``, ``V``, ``Z``, ``E[Z] = C(t)``:
@@ -203,7 +203,8 @@ def test_projection_builds_the_covariance_that_steps_do_not(covariances):
 
     (``dC/dt = E[L(AB)] - d(m_A m_B)/dt = k - (g1 + g2) C``). Tilts of each species' own
     conditional keep a product law a product law: without ``project_covariances`` the
-    covariance stays 0 (C(1) = 1.27); with it, it follows ``C(t)``.
+    covariance stays 0 (C(1) = 1.27); with it, it follows ``C(t)``. ``order``: the network
+    factorized as (B, A), the pair still named ("A", "B").
 
     Tolerances. Each step adds two random errors: its targets' standard error
     ``h sd(L f) / sqrt(n)`` (``sd`` the largest over the exact laws at t = 0, 0.05, ..., 1), and
@@ -229,11 +230,13 @@ def test_projection_builds_the_covariance_that_steps_do_not(covariances):
     sol = solve(model, t_eval=[0.0, 1.0], model=start, caps={"A": cap, "B": cap}, dt=h,
                 n_samples=300, damping=1e8, sampling="exact", project_moments=2,
                 project_covariances=[("A", "B")] if covariances else False,
-                projection_draws=n, seed=0)
+                projection_draws=n, seed=0, species_order=order)
     law = start.copy()
     law.theta = sol.thetas[-1]
     states = law.enumerate_states()
     p = np.exp(law.log_prob(states))
+    if order is not None:
+        states = states[:, ::-1]  # the law's columns are (B, A)
     mA, mB = p @ states[:, 0], p @ states[:, 1]
     cov = p @ (states[:, 0] * states[:, 1]) - mA * mB
 

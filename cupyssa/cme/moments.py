@@ -213,20 +213,23 @@ def project_moments(model: AutoregressiveModel, frozen: AutoregressiveModel, net
     rng : seeds the draws (one seed for every law: common random numbers)
     iterations : Newton iterations (the moments are exponential in the tilts: a tilt asked to
         move a mean by 20 % of its standard deviation overshoots by ~10 % in one; a VAN step's
-        projection asks far less)
+        projection asks far less). An iteration is kept only if it shrinks the residual (in
+        units of each function's spread): one more draw of the law measures the last one
     pairs : ``(I, J)``, index arrays of species pairs ``i != j`` whose products ``E[x_i x_j]``
         are also projected, through the network's parameters (:func:`_pair_directions`; needs
         ``degree=2``), e.g. :func:`reacting_pairs`; None or empty: none
-    direction_draws : draws that fit the pairs' directions (at most ``n_draws / 2``); the other
-        draws measure their response
+    direction_draws : draws that fit the pairs' directions, and as many others that measure
+        their response (at most ``n_draws / 2`` each)
     damping : relative damping of the directions' Fisher solve (the directions' own: a step's
         damping can be set high to keep the steps still, as in the tests)
 
     Returns
     -------
     dict : ``tilt`` ([degree, S], the ``tau``), ``pair_tilt`` ([Q], the pairs' coefficients),
-        ``moved`` (the step's change of the projected moments,
-        before any tilt) and ``residual`` (target less change at the last iteration's start)
+        ``moved`` (the step's change of the projected moments, before any tilt), ``residual``
+        (target less change at the law returned), ``size`` (its norm in units of each
+        function's spread) and ``reverted`` (whether an iteration that made it larger was
+        undone)
     """
     if degree not in (1, 2) or iterations < 1 or n_draws < 1:
         raise ValueError(f"project_moments needs degree 1 or 2, iterations >= 1 and n_draws >= 1; "
@@ -254,17 +257,30 @@ def project_moments(model: AutoregressiveModel, frozen: AutoregressiveModel, net
     last = np.concatenate([np.tile(species, degree)] + ([] if pairs is None else [pairs[1]]))
     u = np.arange(model.M_max)[None, :] / model.caps[:, None]  # [S, M_max]: m / M_i
     n_tilts = degree * model.S
-    tau, mu = np.zeros(n_tilts), np.zeros(0 if pairs is None else len(pairs[0]))
-    for it in range(iterations):
+    coefficients = np.zeros(n_tilts + (0 if pairs is None else len(pairs[0])))
+    reverted, before = False, None  # before: (residual, its size, theta, d) of the latest update
+    for it in range(iterations + 1):  # the last pass measures the last update
         x1 = model.sample(n_draws, np.random.default_rng(seed))[0]
         F1 = moment_functions(x1, degree, pairs)
         L1 = generator_of_powers(network, rates, model.caps, x1, degree, pairs)
         if it == 0:
             moved = F1.mean(axis=0) - F0
+            # the residuals' size in units of each function's spread under the stepped law
+            spread = np.where(F1.std(axis=0) > 0, F1.std(axis=0), 1.0)
             if covariances:  # fitted once, at the stepped law
                 nd = min(direction_draws, n_draws // 2)
                 directions = _pair_directions(model, pairs, x1[:nd], damping)
         residual = 0.5 * h * (L0 + L1.mean(axis=0)) - (F1.mean(axis=0) - F0)
+        size = float(np.linalg.norm(residual / spread))
+        if before is not None and size >= before[1]:
+            # the linearization failed (a move too large for it, or a response the draws got
+            # wrong): undo the update that made things worse, and stop
+            residual, size, model.theta, d = before
+            coefficients -= d
+            reverted = True
+            break
+        if it == iterations:
+            break
         scores = _tilt_scores(model, x1, u, degree)
         J = (F1 - F1.mean(axis=0)).T @ scores / n_draws
         J[last[:, None] < np.tile(species, degree)[None, :]] = 0.0
@@ -274,15 +290,16 @@ def project_moments(model: AutoregressiveModel, frozen: AutoregressiveModel, net
         if covariances:
             # the response to the pairs' directions on the draws they were not fitted on (with
             # more parameters than draws a fit is exact on its own draws)
-            f = F1[nd:] - 0.5 * h * L1[nd:]
-            score = _directional_scores(model, x1[nd:], directions)
+            f = F1[nd:2 * nd] - 0.5 * h * L1[nd:2 * nd]
+            score = _directional_scores(model, x1[nd:2 * nd], directions)
             A = np.concatenate([A, (f - f.mean(axis=0)).T @ score / len(f)], axis=1)
         d = np.linalg.lstsq(A, residual, rcond=_RCOND)[0]
+        before = (residual, size, model.theta.copy(), d)
         tilt = d[:n_tilts].reshape(degree, model.S)
         model.tilt_conditionals(sum(tilt[q][:, None] * u ** (q + 1) for q in range(degree)))
-        tau += d[:n_tilts]
         if covariances:
             model.theta = model.theta + directions @ d[n_tilts:]
-            mu += d[n_tilts:]
-    return {"tilt": tau.reshape(degree, model.S), "pair_tilt": mu, "moved": moved,
-            "residual": residual}
+        coefficients += d
+    return {"tilt": coefficients[:n_tilts].reshape(degree, model.S),
+            "pair_tilt": coefficients[n_tilts:], "moved": moved, "residual": residual,
+            "size": size, "reverted": reverted}

@@ -731,6 +731,8 @@ def _step(model, prob, opts, t, h_max, rng, enumerated, adam, stats):
                                     pairs=_projected_pairs(prob.network, opts.project_covariances),
                                     direction_draws=opts.n_samples)
         stats["max_tilt"] = max(stats.get("max_tilt", 0.0), float(np.abs(projected["tilt"]).max()))
+        stats["n_projections_reverted"] = (stats.get("n_projections_reverted", 0)
+                                           + int(projected["reverted"]))
     return h
 
 

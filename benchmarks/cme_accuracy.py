@@ -168,6 +168,14 @@ def toggle(args):
               step_check=args.step_check, **_start_and_integrator(args))
 
 
+def _projected_pairs(names):
+    """``solve(project_covariances=...)`` of ``--project-covariances``: False when absent, True
+    (the reacting pairs) when given no pair, else the ``A:B`` pairs named."""
+    if names is None:
+        return False
+    return [tuple(pair.split(":")) for pair in names] or True
+
+
 def _start_and_integrator(args):
     """The solve options shared by the toggle, Schlögl and MAPK parts: the integrator, the start,
     the checkpoint a long run saves and resumes from, the Fisher damping when given, whether
@@ -178,7 +186,8 @@ def _start_and_integrator(args):
                 checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                 reweight=args.reweight, frontier=args.frontier,
                 project_moments=args.project_moments,
-                project_covariances=args.project_covariances, activation=args.activation,
+                project_covariances=_projected_pairs(args.project_covariances),
+                activation=args.activation,
                 output_degree=args.output_degree, center_outputs=args.center_outputs,
                 inputs=args.inputs, **damping)
 
@@ -371,9 +380,10 @@ def main(argv=None):
     sv.add_argument("--project-moments", type=int, default=0, choices=(0, 1, 2),
                     help="solve(project_moments=...): tilt each step's law onto the CME's "
                          "moment equations (1: means, 2: and second moments)")
-    sv.add_argument("--project-covariances", action="store_true",
-                    help="solve(project_covariances=True): with --project-moments 2, also the "
-                         "products E[x_i x_j] of the species that react together")
+    sv.add_argument("--project-covariances", nargs="*", default=None, metavar="A:B",
+                    help="solve(project_covariances=...): with --project-moments 2, also the "
+                         "products E[x_i x_j] of the species that react together (no value) or "
+                         "of the pairs named, e.g. KKpp:Kp")
     sv.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh"),
                     help="solve(activation=...): NADE's hidden activation")
     sv.add_argument("--output-degree", type=int, default=None,

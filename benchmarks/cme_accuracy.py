@@ -168,7 +168,7 @@ def toggle(args):
               step_check=args.step_check, **_start_and_integrator(args))
 
 
-def _projected_pairs(names):
+def _covariances_option(names):
     """``solve(project_covariances=...)`` of ``--project-covariances``: False when absent, True
     (the reacting pairs) when given no pair, else the ``A:B`` pairs named."""
     if names is None:
@@ -186,7 +186,7 @@ def _start_and_integrator(args):
                 checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                 reweight=args.reweight, frontier=args.frontier,
                 project_moments=args.project_moments,
-                project_covariances=_projected_pairs(args.project_covariances),
+                project_covariances=_covariances_option(args.project_covariances),
                 activation=args.activation,
                 output_degree=args.output_degree, center_outputs=args.center_outputs,
                 inputs=args.inputs, **damping)

@@ -255,6 +255,7 @@ def project_moments(model: AutoregressiveModel, frozen: AutoregressiveModel, net
     # the last species (in the factorization order) each projected function depends on: its
     # response to the tilt of a later conditional is zero
     last = np.concatenate([np.tile(species, degree)] + ([] if pairs is None else [pairs[1]]))
+    unmoved = last[:, None] < np.tile(species, degree)[None, :]  # [functions, tilts]
     u = np.arange(model.M_max)[None, :] / model.caps[:, None]  # [S, M_max]: m / M_i
     n_tilts = degree * model.S
     coefficients = np.zeros(n_tilts + (0 if pairs is None else len(pairs[0])))
@@ -266,7 +267,8 @@ def project_moments(model: AutoregressiveModel, frozen: AutoregressiveModel, net
         if it == 0:
             moved = F1.mean(axis=0) - F0
             # the residuals' size in units of each function's spread under the stepped law
-            spread = np.where(F1.std(axis=0) > 0, F1.std(axis=0), 1.0)
+            spread = F1.std(axis=0)
+            spread[spread == 0] = 1.0
             if covariances:  # fitted once, at the stepped law
                 nd = min(direction_draws, n_draws // 2)
                 directions = _pair_directions(model, pairs, x1[:nd], damping)
@@ -283,7 +285,7 @@ def project_moments(model: AutoregressiveModel, frozen: AutoregressiveModel, net
             break
         scores = _tilt_scores(model, x1, u, degree)
         J = (F1 - F1.mean(axis=0)).T @ scores / n_draws
-        J[last[:, None] < np.tile(species, degree)[None, :]] = 0.0
+        J[unmoved] = 0.0
         K = (L1 - L1.mean(axis=0)).T @ scores / n_draws  # the response of E[L x^p] to the tilts
         # the implicit trapezoid, linear in the tilt d: J d = residual + h/2 K d
         A = J - 0.5 * h * K

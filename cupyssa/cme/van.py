@@ -721,14 +721,16 @@ def _fisher_step(model, n, w, opts, residual):
 _MAX_STEP_HALVINGS = 6
 
 
-def _step(model, prob, opts, t, h_max, rng, enumerated, adam, stats):
-    """One step of at most ``h_max`` from ``t`` (``model`` moved in place); returns its size."""
+def _step(model, prob, opts, t, h_max, rng, enumerated, adam, stats, pairs=None):
+    """One step of at most ``h_max`` from ``t`` (``model`` moved in place); returns its size.
+    ``pairs``: the columns of the pairs whose products the projection moves
+    (:func:`_projected_pairs`)."""
     frozen = model.copy()
     h = _fitted_step(model, frozen, prob, opts, t, h_max, rng, enumerated, adam, stats)
     if opts.project_moments:
         projected = project_moments(model, frozen, prob.network, prob.rates(t), h,
                                     opts.project_moments, opts.projection_draws, rng,
-                                    pairs=_projected_pairs(prob.network, opts.project_covariances),
+                                    pairs=pairs,
                                     direction_draws=opts.n_samples)
         stats["max_tilt"] = max(stats.get("max_tilt", 0.0), float(np.abs(projected["tilt"]).max()))
         stats["n_projections_reverted"] = (stats.get("n_projections_reverted", 0)
@@ -837,7 +839,7 @@ def evolve(prob: CMEProblem, model: AutoregressiveModel, t_eval, opts: VANOption
     """
     opts.validate()
     _check_centring(model, opts)
-    _projected_pairs(prob.network, opts.project_covariances)  # names checked before any step
+    pairs = _projected_pairs(prob.network, opts.project_covariances)  # checked before any step
     t_eval = np.asarray(t_eval, dtype=float)
     rng = np.random.default_rng(opts.seed)
     enumerated = model.enumerate_states() if opts.sampling == "enumerate" else None
@@ -875,7 +877,7 @@ def evolve(prob: CMEProblem, model: AutoregressiveModel, t_eval, opts: VANOption
         while k_next < len(t_eval):
             t_next = float(t_eval[k_next])
             h_max = min(opts.dt, t_next - t)
-            h = _step(model, prob, opts, t, h_max, rng, enumerated, adam, stats)
+            h = _step(model, prob, opts, t, h_max, rng, enumerated, adam, stats, pairs)
             t = t_next if h >= t_next - t - 1e-12 * max(1.0, abs(t_next)) else t + h
             step += 1
             if bar is not None:

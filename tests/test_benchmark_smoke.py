@@ -315,3 +315,45 @@ def test_checkpoint_law_rebuilds_the_solves_network(tmp_path):
     with pytest.raises(SystemExit, match="not one of its times"):
         mod.checkpoint_law(path, capv, at_time=0.05)
 
+
+
+def test_checkpoint_vs_ssa_tells_a_law_from_another():
+    """``checkpoint_vs_ssa.compare`` on a product law of three binomial marginals against
+    n = 20,000 independent draws of the same marginals, and of one marginal moved.
+
+    Tolerances: a mean of 20,000 draws against another has standard error
+    ``sd sqrt(2 / n)``; 5 of them. The Hellinger distance of an exact law to the histogram of n
+    of its draws over K values has ``8 n H^2 ~ chi^2_{K-1}`` (K <= 12), so ``H < 0.02`` fails
+    with P(chi^2_11 > 64) < 1e-8; the two halves' histograms (n/2 each) have
+    ``8 H^2 / (4 / n) ~ chi^2_{K-1}`` and ``H < 0.035`` fails with P(chi^2_11 > 49) < 1e-6.
+    The covariances of independent species are 0 with standard error ``sd_i sd_j / sqrt(n)``.
+    The moved marginal (binomial(9, 0.5) against 0.3) is about 0.4 away in Hellinger."""
+    from scipy.stats import binom
+
+    mod = _load("checkpoint_vs_ssa")
+    caps = np.array([10, 12, 8])
+    laws = [binom(9, 0.3), binom(11, 0.5), binom(7, 0.6)]
+    n = 20_000
+    rng = np.random.default_rng(5)
+    ssa = np.stack([d.rvs(n, random_state=rng) for d in laws], axis=1)
+    sd = np.array([d.std() for d in laws])
+    species, pairs = ["A", "B", "C"], (np.array([0, 1]), np.array([1, 2]))
+
+    def product(dists):
+        law = cs.cme.NADE(caps, hidden=2)
+        law.set_product_law([d.logpmf(np.arange(c)) for d, c in zip(dists, caps)])
+        return law
+
+    rows, covs = mod.compare(product(laws), ssa, species, ["C", "A", "B"], pairs, n)
+    assert [r[0] for r in rows] == ["C", "A", "B"] and [c[0] for c in covs] == ["A-B", "B-C"]
+    for (name, mean_law, mean_ssa, h, halves), i in zip(rows, [2, 0, 1]):
+        assert abs(mean_law - mean_ssa) < 5 * sd[i] * np.sqrt(2 / n), name
+        assert abs(mean_law - laws[i].mean()) < 5 * sd[i] / np.sqrt(n), name
+        assert h < 0.02 and halves < 0.035, (name, h, halves)
+    for (name, cov_law, cov_ssa), (i, j) in zip(covs, zip(*pairs)):
+        assert max(abs(cov_law), abs(cov_ssa)) < 5 * sd[i] * sd[j] / np.sqrt(n), name
+
+    moved = product([binom(9, 0.5), *laws[1:]])
+    rows, _ = mod.compare(moved, ssa, species, ["A", "B"], pairs, n)
+    assert rows[0][3] > 0.3 and abs(rows[0][1] / rows[0][2] - 4.5 / 2.7) < 0.05
+    assert rows[1][3] < 0.02

@@ -4,20 +4,21 @@
 100), hours apart on a CPU. This script reads the law a checkpoint (``solve(checkpoint=...)``)
 holds now, at whatever time its run has reached, and compares it with ``--trajectories`` SSA
 trajectories of the package's simulator at that time: each monitored species' mean (relative
-error) and marginal (Hellinger distance; the law's marginal Rao-Blackwellized over its draws,
-as ``cme_accuracy.py`` reports it), and the covariance of every pair of species that
+error) and marginal (Hellinger distance; the law's marginal Rao-Blackwellized over 10^4 of its
+draws, as ``cme_accuracy.py`` reports it), and the covariance of every pair of species that
 react with one another (:func:`cupyssa.cme.moments.reacting_pairs`), the products that the
 means' equations read. Several checkpoints (e.g. copies taken along one run) share one SSA run.
 
 The last column is the Hellinger distance between the two halves of the SSA states. Two
-histograms of n/2 draws of one law differ by sampling noise alone, about sqrt(2) times that of
-one histogram of n against the exact law, so it bounds the noise in the column before it: it
-tells sampling noise from error, it is not a test.
+histograms of n/2 draws of one law over K values differ by sampling noise alone, with
+``2 n H^2 ~ chi^2_{K-1}``, where one histogram of n against the exact law has
+``8 n H^2 ~ chi^2_{K-1}``: half of the last column is about the noise in the one before it. It
+tells sampling noise from error; it is not a test.
 
 Usage (the MAPK run of ``benchmarks/checkpoints/README.md``; copies of its checkpoint)::
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/checkpoint_vs_ssa.py --model mapk \
-        --species S KKK C1 KKKp KKpp Kpp ck_t43.npz ck_t60.npz
+    OPENBLAS_NUM_THREADS=1 python benchmarks/checkpoint_vs_ssa.py ck_t43.npz ck_t60.npz \
+        --model mapk --species S KKK C1 KKKp KKpp Kpp
 """
 
 from __future__ import annotations

@@ -219,12 +219,13 @@ def solve(network, x0=None, t_eval=None, params=None, method: str = "tdvp", *,
         tilt by its product (a Fisher solve on ``n_samples`` draws, its response measured on as
         many others), solved together with the tilts. Where the steps build the correlations
         of the species that meet at a fraction of the CME's rate, the means projected with
-        them go wrong (MAPK from t = 25: Kpp 10 % high at t = 50). Experimental: over one time
-        unit from MAPK's law at t = 25 the covariances move at about SSA's rate, but the pair
-        S-KKK drives KKK's mean at 7 times SSA's rate; without it every mean moves within
-        0.015 of SSA's (``benchmarks/RESULTS.md``, session 36). Costs a Fisher solve with one
-        right-hand side per pair per step, and one pass of ``log P`` over ``n_samples`` draws
-        per pair per Newton iteration.
+        them go wrong (MAPK from t = 25: Kpp 10 % high at t = 50). With the pairs MAPK's run
+        from t = 25 needs no switch-on time: the 8 reacting pairs other than S-KKK, named,
+        take hidden 8 from t = 25 to t = 100 within 0.2 % of SSA's means and 0.017 of its
+        marginals (``benchmarks/RESULTS.md``, session 37). Experimental, and True is not that
+        recipe: the pair S-KKK drives KKK's mean at 7 times SSA's rate (cause not found;
+        session 36). Costs a Fisher solve with one right-hand side per pair per step, and one
+        pass of ``log P`` over ``n_samples`` draws per pair per Newton iteration.
     order : Taylor order of the step target, 1 (Euler, ``1 + h E``) or 2 (``1 + h E + h^2 E2 / 2``,
         see :func:`cupyssa.cme.van.local_energy`; ``K`` times the work per step, and much
         smaller time-discretization error in far tails: use it for rare events)

@@ -173,7 +173,8 @@ places faster (Kpp 17 % high at t = 50; ``benchmarks/RESULTS.md``, session 35), 
 correlations the steps have built only halfway (hidden 8 from t = 25: Kpp 10 % high at
 t = 50). ``project_covariances=True`` also moves the products ``E[x_i x_j]`` of the species
 that react together by their own equations, through the network's parameters
-(``project_moments(pairs=...)``).
+(``project_moments(pairs=...)``); with 8 of MAPK's 9 such pairs the projection can start at
+t = 25 and the run is within 0.2 % and 0.017 of SSA at t = 100 (session 37).
 """
 
 from __future__ import annotations

@@ -51,12 +51,11 @@ def compare(law, ssa, species, monitored, pairs, draws, seed=0):
     rows = []
     for name in monitored:
         i = species.index(name)
-        top = int(max(caps[i], ssa[:, i].max() + 1))
         rows.append((name, x[:, i].mean(), ssa[:, i].mean(),
                      hellinger(model_marginal(law, i, seed=seed),
-                               empirical_marginal(ssa[:, i], top)),
-                     hellinger(empirical_marginal(ssa[:half, i], top),
-                               empirical_marginal(ssa[half:2 * half, i], top))))
+                               empirical_marginal(ssa[:, i], caps[i])),
+                     hellinger(empirical_marginal(ssa[:half, i], caps[i]),
+                               empirical_marginal(ssa[half:2 * half, i], caps[i]))))
     covs = [(f"{species[i]}-{species[j]}", np.cov(x[:, i], x[:, j])[0, 1],
              np.cov(ssa[:, i], ssa[:, j])[0, 1]) for i, j in zip(*pairs)]
     return rows, covs

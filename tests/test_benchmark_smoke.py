@@ -316,7 +316,6 @@ def test_checkpoint_law_rebuilds_the_solves_network(tmp_path):
         mod.checkpoint_law(path, capv, at_time=0.05)
 
 
-
 def test_checkpoint_vs_ssa_tells_a_law_from_another():
     """``checkpoint_vs_ssa.compare`` on a product law of three binomial marginals against
     n = 20,000 independent draws of the same marginals, and of one marginal moved.
